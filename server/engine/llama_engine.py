@@ -19,6 +19,7 @@ from typing import AsyncIterator, Sequence
 
 import llama_cpp
 import numpy as np
+from llama_cpp import _logger as llama_log
 from llama_cpp._internals import LlamaModel
 
 from ..errors import ContextLengthExceeded, EngineFailure, HearthError
@@ -48,6 +49,8 @@ class LlamaEngine:
         verbose: bool = False,
     ):
         t0 = time.perf_counter()
+        # llama.cpp logs every load step to stderr; keep only its errors unless asked.
+        llama_log.set_verbose(verbose)
         self.name = name
         self.path = str(path)
         self.n_ctx = n_ctx
@@ -173,9 +176,11 @@ class LlamaEngine:
                 if not tokens:
                     raise ContextLengthExceeded("cannot embed an empty input", param="input")
                 llama_cpp.llama_memory_clear(mem, True)
-                batch = llama_cpp.llama_batch_get_one((llama_cpp.llama_token * len(tokens))(*tokens), len(tokens))
-                if llama_cpp.llama_decode(ctx, batch) != 0:
-                    raise EngineFailure("embedding decode failed")
+                ids = (llama_cpp.llama_token * len(tokens))(*tokens)  # kept alive across the decode
+                batch = llama_cpp.llama_batch_get_one(ids, len(tokens))
+                rc = llama_cpp.llama_decode(ctx, batch)
+                if rc != 0:
+                    raise EngineFailure(f"embedding decode failed (llama_decode returned {rc})")
                 ptr = llama_cpp.llama_get_embeddings_seq(ctx, 0)
                 vec = np.ctypeslib.as_array(ptr, shape=(n_embd,)).astype(np.float64)
                 norm = np.linalg.norm(vec)
