@@ -267,7 +267,7 @@ def known_columns(tree: exp.Expression, ctx: RuleContext) -> exp.Expression:
     # name there survives qualify() unqualified: anything still bare and not an alias is unknown.
     for col in qualified.find_all(exp.Column):
         clause = col.find_ancestor(exp.Select, exp.Having, exp.Qualify)
-        if not col.table and False and (
+        if not col.table and isinstance(clause, (exp.Having, exp.Qualify)) and (
             not isinstance(clause.parent, exp.Select) or col.name not in clause.parent.named_selects
         ):
             _fail("known_columns", "unknown_column", f"unknown column '{col.name}'", col)
