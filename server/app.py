@@ -22,7 +22,7 @@ from .engine.base import Engine
 from .error_handlers import install_error_handlers
 from .metrics import Metrics
 from .routers import health, openai, sql
-from .services.text_to_sql import build_sql_service
+from .services.text_to_sql import SqlService
 from .services.chat import ChatService
 from .services.completions import CompletionService
 from .services.embeddings import EmbeddingService
@@ -62,7 +62,6 @@ def attach_pool(app: FastAPI, pool: ModelPool) -> None:
     state.chat = ChatService(pool, state.metrics)
     state.completions = CompletionService(pool, state.metrics)
     state.embeddings = EmbeddingService(pool)
-    state.sql = build_sql_service(state.settings, pool, state.metrics)
     for name, engine in pool.items():
         state.metrics.model_load.labels(name).set(engine.load_seconds)
     state.pool = pool  # last: readiness flips only when everything above is in place
@@ -91,8 +90,7 @@ def create_app(settings: ServerSettings | None = None,
             loader.cancel()
             with contextlib.suppress(BaseException):
                 await loader
-        if app.state.sql is not None:
-            app.state.sql.close()
+        app.state.sql.close()
         if owns_engines and app.state.pool is not None:
             app.state.pool.close()
 
@@ -102,7 +100,7 @@ def create_app(settings: ServerSettings | None = None,
     app.state.metrics = Metrics()
     app.state.api_keys = [k.encode() for k in settings.all_api_keys()]
     app.state.pool = None
-    app.state.sql = None
+    app.state.sql = SqlService(settings, app.state.metrics)
     app.state.load_error = None
     app.state.metrics.watch_engines(lambda: app.state.pool.stats() if app.state.pool else [])
     if engine is not None:

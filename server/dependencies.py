@@ -49,4 +49,5 @@ def model_pool(request: Request):
 
 
 def sql_service(request: Request):
-    return _ready(request).sql
+    # Validation and the schema listing need no model: they work while it loads.
+    return request.app.state.sql

@@ -43,6 +43,10 @@ class Metrics:
         self.sql_requests = Counter(
             "hearth_sql_requests", "Text-to-SQL requests by database and outcome", ["database", "outcome"], registry=r
         )
+        self.sql_validations = Counter(
+            "hearth_sql_validations", "SQL statements validated, by database and failing rule ('passed' if none)",
+            ["database", "rule"], registry=r,
+        )
 
     def watch_engines(self, engines: Callable[[], Iterable[tuple[str, EngineStats]]]) -> None:
         """Slots, queue depth and prefix-cache counters, read from the engines at scrape time."""

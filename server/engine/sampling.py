@@ -19,18 +19,34 @@ from .base import SamplingParams
 PENALTY_LAST_N = 64
 
 
+_TOKEN_DATA = np.dtype([("id", "<i4"), ("logit", "<f4"), ("p", "<f4")], align=True)
+assert _TOKEN_DATA.itemsize == ctypes.sizeof(llama_cpp.llama_token_data)
+
+
 class SamplerChain:
-    """Owns one llama_sampler chain; free it with close()."""
+    """Owns one llama_sampler chain (and a grammar sampler beside it); free it with close().
+
+    Grammar, the way llama-server does it: sample from the unconstrained chain first, then ask
+    the grammar whether that one token is allowed, and only when it is not, mask the whole
+    vocabulary with the grammar and sample again. Checking one token is cheap; masking 49,152
+    tokens against a large grammar (JSON schema, SQL over a schema) costs milliseconds per step,
+    and most steps of a well-prompted model already pick an allowed token.
+    """
 
     def __init__(self, vocab: ctypes.c_void_p, n_vocab: int, params: SamplingParams):
+        self._n_vocab = n_vocab
+        self._grammar = None
         self._chain = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
         add = lambda s: llama_cpp.llama_sampler_chain_add(self._chain, s)  # noqa: E731
         if params.grammar:
-            grammar = llama_cpp.llama_sampler_init_grammar(vocab, params.grammar.encode(), b"root")
-            if not grammar:
+            self._grammar = llama_cpp.llama_sampler_init_grammar(vocab, params.grammar.encode(), b"root")
+            if not self._grammar:
                 self.close()
                 raise InvalidRequest("the output grammar could not be parsed", param="response_format")
-            add(grammar)
+            # Candidate buffers, reused every step: the whole vocabulary, and one token.
+            self._cands = np.zeros(n_vocab, dtype=_TOKEN_DATA)
+            self._one = np.zeros(1, dtype=_TOKEN_DATA)
+            self.grammar_resamples = 0  # steps where the first pick broke the grammar
         if params.repeat_penalty != 1.0 or params.frequency_penalty or params.presence_penalty:
             add(
                 llama_cpp.llama_sampler_init_penalties(
@@ -52,17 +68,54 @@ class SamplerChain:
             add(llama_cpp.llama_sampler_init_dist(seed & 0xFFFFFFFF))
 
     def sample(self, ctx: ctypes.c_void_p, batch_index: int) -> int:
-        # llama_sampler_sample also accepts the token into every stateful sampler (grammar,
-        # penalties), so the chain stays in step with the sequence.
-        return llama_cpp.llama_sampler_sample(self._chain, ctx, batch_index)
+        if self._grammar is None:
+            # llama_sampler_sample also accepts the token into every stateful sampler
+            # (penalties, the RNG), so the chain stays in step with the sequence.
+            return llama_cpp.llama_sampler_sample(self._chain, ctx, batch_index)
+        logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(ctx, batch_index), shape=(self._n_vocab,))
+        token = self._pick(logits, constrained=False)
+        if not self._allowed(token):
+            self.grammar_resamples += 1
+            token = self._pick(logits, constrained=True)
+        llama_cpp.llama_sampler_accept(self._grammar, token)
+        llama_cpp.llama_sampler_accept(self._chain, token)
+        return token
+
+    def _pick(self, logits: np.ndarray, *, constrained: bool) -> int:
+        cands = self._cands
+        cands["id"] = np.arange(self._n_vocab, dtype=np.int32)
+        cands["logit"] = logits
+        cands["p"] = 0.0
+        arr = _token_array(cands)
+        if constrained:
+            llama_cpp.llama_sampler_apply(self._grammar, ctypes.byref(arr))
+        llama_cpp.llama_sampler_apply(self._chain, ctypes.byref(arr))
+        if arr.selected < 0:
+            raise RuntimeError("sampler chain selected no token")
+        return int(arr.data[arr.selected].id)
+
+    def _allowed(self, token: int) -> bool:
+        one = self._one
+        one[0] = (token, 1.0, 0.0)
+        arr = _token_array(one)
+        llama_cpp.llama_sampler_apply(self._grammar, ctypes.byref(arr))
+        return bool(np.isfinite(arr.data[0].logit))
 
     def close(self) -> None:
         if self._chain:
             llama_cpp.llama_sampler_free(self._chain)
             self._chain = None
+        if self._grammar:
+            llama_cpp.llama_sampler_free(self._grammar)
+            self._grammar = None
 
     def __del__(self) -> None:  # pragma: no cover - safety net; close() is the normal path
         self.close()
+
+
+def _token_array(buf: np.ndarray) -> llama_cpp.llama_token_data_array:
+    data = buf.ctypes.data_as(ctypes.POINTER(llama_cpp.llama_token_data))
+    return llama_cpp.llama_token_data_array(data=data, size=len(buf), selected=-1, sorted=False)
 
 
 def logprobs_at(ctx: ctypes.c_void_p, batch_index: int, n_vocab: int, token: int, top_n: int):

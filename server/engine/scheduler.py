@@ -91,7 +91,7 @@ class Scheduler:
         self._n_batch = n_batch
         self._n_ctx_per_seq = n_ctx_per_seq
         self._max_queue = max_queue
-        self._prefill_chunk = prefill_chunk
+        self._block = min(prefill_chunk, n_batch)  # prefill block size, in tokens
         self._piece = token_piece
         self._token_text = token_text
         self.slots = [Slot(seq_id=i) for i in range(n_slots)]
@@ -184,18 +184,29 @@ class Scheduler:
         best, best_len = None, 0
         for slot in self.slots:
             n = _common_prefix(slot.cached, prompt, limit)
-            if n > best_len or (n == best_len and best is not None and slot.job is None and best.job is not None):
+            if n > best_len:
                 best, best_len = slot, n
+        # Reuse whole prefill blocks only. A token's KV values depend (in the last bits) on the
+        # shape of the chunk it was computed in, so prompts are always prefilled in blocks aligned
+        # to multiples of `block`, and a cache hit restarts at a block boundary: the tail is then
+        # computed in exactly the chunks a miss would use, and hits give the same output as misses.
+        best_len -= best_len % self._block
         self.prefix_lookups += 1
-        if best is not None and best.job is None and best_len > 0:
+        others = [s for s in idle if s is not best]
+        # Reuse the matching slot in place only when that loses nothing (its cache is all prefix)
+        # or no other slot is free; otherwise copy the prefix into the least recently used idle
+        # slot, so the matching slot keeps its longer cache for a later exact repeat.
+        in_place = best is not None and best.job is None and best_len > 0 and (
+            len(best.cached) <= best_len or not others)
+        if in_place:
             target = best
             llama_cpp.llama_memory_seq_rm(self._mem, target.seq_id, best_len, -1)
             reused = best_len
         else:
-            target = min(idle, key=lambda s: s.last_used)
+            target = min(others or idle, key=lambda s: s.last_used)
             llama_cpp.llama_memory_seq_rm(self._mem, target.seq_id, -1, -1)
             reused = 0
-            if best is not None and best_len >= MIN_REUSE_TOKENS:
+            if best is not None and best is not target and best_len >= MIN_REUSE_TOKENS:
                 # Each slot has its own KV stream (see LlamaEngine), and llama.cpp copies across
                 # streams only whole: copy it all, then drop what follows the shared prefix.
                 llama_cpp.llama_memory_seq_cp(self._mem, best.seq_id, target.seq_id, -1, -1)
@@ -243,13 +254,14 @@ class Scheduler:
                 self._add(slot, [slot.next_token], want_logits=True)
                 slot.next_token = None
                 budget -= 1
-        # Prefill: with streams running, cap each step's prompt work so they keep flowing.
+        # Prefill, oldest request first, at most one aligned block per sequence per step. With
+        # streams running, prompt work per step is capped at one block so they keep flowing.
         decoding = any(s.batch_index >= 0 for s in active)
-        chunk_cap = self._prefill_chunk if decoding else self._n_batch
+        chunk_cap = self._block if decoding else self._n_batch
         for slot in sorted((s for s in active if s.pending), key=lambda s: s.job.enqueued_at):
-            take = min(len(slot.pending), budget, chunk_cap)
-            if take <= 0:
-                break
+            take = min(len(slot.pending), self._block - len(slot.cached) % self._block)
+            if take > min(budget, chunk_cap) and batch.n_tokens > 0:
+                continue
             piece, slot.pending = slot.pending[:take], slot.pending[take:]
             self._add(slot, piece, want_logits=not slot.pending)
             budget -= take

@@ -1,5 +1,261 @@
-"""Text-to-SQL service (being built)."""
+"""Text-to-SQL: question → prompt → (constrained) generation → validation → read-only execution.
+
+    SqlService.generate()   POST /v1/sql: up to `max_attempts` tries; after a rejected or failed
+                            query the model sees its SQL and the error and writes another
+    SqlService.validate()   POST /v1/sql/validate: the same validator (and executor) on SQL
+                            a caller wrote
+    SqlService.databases()  GET /v1/sql/databases: the configured databases and their schemas
+
+No SQL reaches a database unless `validate_sql` passed it, and what runs is the validator's
+regenerated SQL, never the model's text. The connection is read-only as well (see
+server/sql/connections.py). The database registry lives here, not with the models, so that
+validation and the schema listing work while the model is still loading.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+
+from ..engine.base import GenerationRequest, SamplingParams
+from ..errors import ContextLengthExceeded, HearthError, InvalidRequest
+from ..metrics import Metrics
+from ..protocol.sql import (
+    Attempt,
+    DatabaseInfo,
+    DatabaseList,
+    QueryRows,
+    SqlRequest,
+    SqlResponse,
+    SqlUsage,
+    TableInfo,
+    Timings,
+    ValidateRequest,
+    ValidateResponse,
+    ValidationResult,
+)
+from ..settings import ServerSettings, SqlSettings
+from ..sql.connections import Database, DatabaseRegistry
+from ..sql.execute import execute_readonly
+from ..sql.grammar import sql_grammar
+from ..sql.prompt import correction_messages, parse_answer, sql_messages
+from ..sql.retrieval import ExampleIndex, prune_tables
+from ..sql.sample.paths import ensure_sample_database
+from ..sql.schema import DatabaseSchema
+from ..sql.validate import ValidationReport, validate_sql
+from .generation import new_id, run_to_end
+from .models import ModelPool
+
+log = logging.getLogger("hearth.sql")
 
 
-def build_sql_service(settings, pool, metrics):
-    return None
+@dataclass
+class _Usage:
+    prompt: int = 0
+    completion: int = 0
+    cached: int = 0
+    ttft_ms: float | None = None
+
+
+class SqlService:
+    def __init__(self, settings: ServerSettings, metrics: Metrics | None = None):
+        self.options: SqlSettings = settings.sql
+        self.metrics = metrics
+        ensure_sample_database(settings.databases)
+        self.registry = DatabaseRegistry(settings.databases)
+        self._examples: dict[str, ExampleIndex | None] = {}
+
+    # -- databases --------------------------------------------------------------------------
+
+    def database(self, name: str | None) -> Database:
+        if name is None:  # the configured default, else the first database configured
+            first = next(iter(self.registry), None)
+            name = self.options.default_database or (first.name if first else "")
+        return self.registry.get(name)
+
+    async def schema(self, database: Database, *, refresh: bool = False) -> DatabaseSchema:
+        return await asyncio.to_thread(database.refresh if refresh else database.schema)
+
+    async def databases(self) -> DatabaseList:
+        infos = []
+        for database in self.registry:
+            try:
+                schema = await self.schema(database)
+                infos.append(_info(database, schema))
+            except HearthError as exc:  # list it anyway, and say why its schema is missing
+                infos.append(DatabaseInfo(name=database.name, dialect=database.dialect,
+                                          description=database.config.description, available=False,
+                                          error=exc.message, tables=[]))
+        return DatabaseList(data=infos)
+
+    async def refresh(self, name: str) -> DatabaseInfo:
+        database = self.registry.get(name)
+        return _info(database, await self.schema(database, refresh=True))
+
+    def examples(self, database: Database) -> ExampleIndex | None:
+        path = database.config.examples_path
+        if not path:
+            return None
+        if database.name not in self._examples:
+            try:
+                self._examples[database.name] = ExampleIndex.from_jsonl(path)
+            except OSError as exc:  # serve without few-shot examples rather than not at all
+                log.warning("database %s: cannot read examples %s (%s); no few-shot examples", database.name, path, exc)
+                self._examples[database.name] = None
+        return self._examples[database.name]
+
+    # -- validate ---------------------------------------------------------------------------
+
+    async def validate(self, req: ValidateRequest) -> ValidateResponse:
+        database = self.database(req.database)
+        schema = await self.schema(database)
+        timings = Timings()
+        started = time.perf_counter()
+        report = validate_sql(req.sql, schema, dialect=req.dialect, max_rows=self._max_rows(database, req.max_rows))
+        timings.validation_ms = _ms(started)
+        result = None
+        if report.valid and req.execute:
+            t0 = time.perf_counter()
+            result = await self._execute(database, report, req.max_rows)
+            timings.execution_ms = _ms(t0)
+        timings.total_ms = _ms(started)
+        self._count_validation(database, report)
+        return ValidateResponse(database=database.name, validation=_validation(report), result=result,
+                                timings=timings)
+
+    # -- generate ---------------------------------------------------------------------------
+
+    async def generate(self, req: SqlRequest, pool: ModelPool, is_disconnected=None) -> SqlResponse:
+        started = time.perf_counter()
+        engine = pool.get(req.model)
+        database = self.database(req.database)
+        schema = await self.schema(database)
+        dialect = req.dialect or schema.dialect
+        constrained = self.options.constrained_decoding if req.constrained is None else req.constrained
+        max_attempts = req.max_attempts or self.options.max_attempts
+        max_rows = self._max_rows(database, req.max_rows)
+
+        tables = prune_tables(schema, req.question, self.options.max_prompt_tables)
+        index = self.examples(database)
+        shots = index.nearest(req.question, self.options.few_shot_k) if index else []
+        messages = sql_messages(schema, req.question, dialect=dialect, tables=tables, examples=shots)
+        grammar = sql_grammar(schema, tables, dialect=dialect) if constrained else None
+
+        timings, usage, attempts = Timings(), _Usage(), []
+        status, final, result = "rejected", None, None
+        for number in range(1, max_attempts + 1):
+            t0 = time.perf_counter()
+            raw = await self._complete(engine, messages, grammar, usage, is_disconnected)
+            timings.generation_ms += _ms(t0)
+            sql = parse_answer(raw)
+            attempt = Attempt(number=number, raw=raw, sql=sql)
+            attempts.append(attempt)
+            if sql is None:
+                attempt.stage = "generation"
+                status = "unanswerable"
+                break
+            t0 = time.perf_counter()
+            report = validate_sql(sql, schema, dialect=dialect, max_rows=max_rows)
+            timings.validation_ms += _ms(t0)
+            self._count_validation(database, report)
+            attempt.valid, attempt.failed_rule = report.valid, report.failed_rule
+            if not report.valid:
+                attempt.stage, attempt.error = "validation", f"{report.failed_rule}: {report.message}"
+                messages = messages + correction_messages(sql, report.message or "rejected")
+                status = "rejected"
+                continue
+            final = report
+            if not req.execute:
+                status = "ok"
+                break
+            t0 = time.perf_counter()
+            try:
+                result = await self._execute(database, report, max_rows)
+            except InvalidRequest as exc:  # the database refused it; a timeout or outage propagates
+                timings.execution_ms += _ms(t0)
+                attempt.stage, attempt.error = "execution", exc.message
+                messages = messages + correction_messages(sql, exc.message)
+                status = "execution_error"
+                continue
+            timings.execution_ms += _ms(t0)
+            status = "ok"
+            break
+        timings.total_ms = _ms(started)
+        if self.metrics is not None:
+            self.metrics.sql_requests.labels(database.name, status).inc()
+        return SqlResponse(
+            id=new_id("sql"), created=int(time.time()), model=engine.name, database=database.name,
+            dialect=schema.dialect, question=req.question, status=status,
+            sql=final.sql if final is not None else None,
+            validation=_validation(final) if final is not None else None,
+            attempts=attempts, result=result, constrained=constrained, timings=timings,
+            usage=SqlUsage(prompt_tokens=usage.prompt, completion_tokens=usage.completion,
+                           total_tokens=usage.prompt + usage.completion, cached_tokens=usage.cached,
+                           time_to_first_token_ms=usage.ttft_ms),
+        )
+
+    async def _complete(self, engine, messages: list[dict], grammar: str | None, usage: _Usage,
+                        is_disconnected) -> str:
+        prompt = engine.render_chat(messages, add_generation_prompt=True)
+        tokens = engine.tokenize(prompt, add_special=False, parse_special=True)
+        room = engine.n_ctx - len(tokens)
+        if room < 16:
+            raise ContextLengthExceeded(
+                f"the Text-to-SQL prompt takes {len(tokens)} of the model's {engine.n_ctx} context tokens; "
+                "lower sql.max_prompt_tables or sql.few_shot_k, or use a longer context", param="question")
+        # Greedy: a query is right or wrong, and the same question should give the same SQL.
+        params = SamplingParams(max_tokens=min(self.options.max_new_tokens, room), temperature=0.0,
+                                stop=("\n\n", ";", "```"), grammar=grammar)
+        request = GenerationRequest(tuple(tokens), params, new_id("sqlgen"))
+        out = await run_to_end(engine, request, self.metrics, engine.name, is_disconnected)
+        if out.finish is not None:
+            usage.prompt += out.finish.prompt_tokens
+            usage.completion += out.finish.completion_tokens
+            usage.cached += out.finish.cached_tokens
+            if usage.ttft_ms is None and out.finish.time_to_first_token_s is not None:
+                usage.ttft_ms = round(out.finish.time_to_first_token_s * 1000, 3)
+        return out.text
+
+    # -- shared -----------------------------------------------------------------------------
+
+    def _max_rows(self, database: Database, requested: int | None) -> int:
+        cap = database.config.max_rows
+        return min(requested, cap) if requested else cap
+
+    async def _execute(self, database: Database, report: ValidationReport, max_rows: int | None) -> QueryRows:
+        assert report.valid and report.sql is not None  # nothing unvalidated reaches a database
+        rows = self._max_rows(database, max_rows)
+        result = await asyncio.to_thread(execute_readonly, database, report.sql, max_rows=rows,
+                                         timeout_s=database.config.statement_timeout_s)
+        return QueryRows(**result.to_dict())
+
+    def _count_validation(self, database: Database, report: ValidationReport) -> None:
+        if self.metrics is not None:
+            self.metrics.sql_validations.labels(database.name, report.failed_rule or "passed").inc()
+
+    def close(self) -> None:
+        self.registry.close()
+
+
+def _ms(since: float) -> float:
+    return round((time.perf_counter() - since) * 1000, 3)
+
+
+def _validation(report: ValidationReport) -> ValidationResult:
+    return ValidationResult(**report.to_dict())
+
+
+def _info(database: Database, schema: DatabaseSchema) -> DatabaseInfo:
+    return DatabaseInfo(
+        name=database.name, dialect=schema.dialect, description=database.config.description, available=True,
+        tables=[TableInfo(
+            name=t.name,
+            columns=[{"name": c.name, "type": c.type, "nullable": c.nullable, "primary_key": c.primary_key}
+                     for c in t.columns],
+            foreign_keys=[{"columns": list(fk.columns), "ref_table": fk.ref_table, "ref_columns": list(fk.ref_columns)}
+                          for fk in t.foreign_keys],
+            sample_values={k: list(v) for k, v in t.sample_values.items()},
+        ) for t in schema.tables],
+    )

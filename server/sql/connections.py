@@ -46,12 +46,7 @@ SQLITE_CHECK_EVERY = 1000  # SQLite VM instructions between deadline checks (mic
 MYSQL_READ_GRACE_S = 2.0  # socket read timeout beyond the server-side limit, in case it misses
 
 # Hearth runs exactly these drivers; the executor uses driver-level cursors of each.
-_DRIVERS = {
-    "sqlite": "sqlite+pysqlite",
-    "postgresql": "postgresql+psycopg",
-    "mysql": "mysql+pymysql",
-    "mariadb": "mariadb+pymysql",
-}
+_DRIVERS = {"sqlite": "sqlite+pysqlite", "postgresql": "postgresql+psycopg", "mysql": "mysql+pymysql", "mariadb": "mariadb+pymysql"}
 # PostgreSQL SQLSTATE classes meaning "cannot talk to the database", not "bad query":
 # 08 connection, 28 auth, 3D unknown database, 53 resources (too many connections), 57 operator
 # intervention (shutdown; 57014 query_canceled is handled first), 58 system error.
@@ -198,13 +193,8 @@ class Database:
         url = parse_url(self.config.url)
         backend = url.get_backend_name()
         url = url.set(drivername=_DRIVERS[backend])
-        kwargs: dict = dict(
-            pool_pre_ping=True,
-            pool_size=POOL_SIZE,
-            max_overflow=MAX_OVERFLOW,
-            pool_timeout=POOL_TIMEOUT_S,
-            pool_recycle=POOL_RECYCLE_S,
-        )
+        kwargs: dict = dict(pool_pre_ping=True, pool_size=POOL_SIZE, max_overflow=MAX_OVERFLOW)
+        kwargs.update(pool_timeout=POOL_TIMEOUT_S, pool_recycle=POOL_RECYCLE_S)
         if backend == "sqlite":
             uri = self.sqlite_path.as_uri() + "?mode=ro"  # as_uri() percent-escapes the path
             busy_s = min(self.config.statement_timeout_s, CONNECT_TIMEOUT_S)  # wait on a writer's lock
@@ -218,25 +208,18 @@ class Database:
             kwargs["creator"] = connect
         elif backend == "postgresql":
             options = " ".join(filter(None, [url.query.get("options"), "-c default_transaction_read_only=on"]))
-            kwargs["connect_args"] = {
-                "connect_timeout": CONNECT_TIMEOUT_S,
-                "options": options,
-                "application_name": "hearth-sql",
-                # Notice a dead server within ~1 min (seconds) instead of the kernel's 2 h.
-                "keepalives": 1,
-                "keepalives_idle": 30,
-                "keepalives_interval": 10,
-                "keepalives_count": 3,
-            }
+            kwargs["connect_args"] = dict(connect_timeout=CONNECT_TIMEOUT_S, options=options, application_name="hearth-sql")
+            # TCP keepalives (seconds): notice a dead server within ~1 min instead of the kernel's 2 h.
+            kwargs["connect_args"].update(keepalives=1, keepalives_idle=30, keepalives_interval=10, keepalives_count=3)
         else:
             # client_flag could switch on MULTI_STATEMENTS; one statement per call, always.
             url = url.set(query={k: v for k, v in url.query.items() if k != "client_flag"})
-            kwargs["connect_args"] = {
-                "connect_timeout": CONNECT_TIMEOUT_S,
-                "read_timeout": self.config.statement_timeout_s + CONNECT_TIMEOUT_S,  # until set_timeout()
-                "write_timeout": CONNECT_TIMEOUT_S * 2,
-                "init_command": "SET SESSION TRANSACTION READ ONLY",
-            }
+            kwargs["connect_args"] = dict(
+                connect_timeout=CONNECT_TIMEOUT_S,
+                read_timeout=CONNECT_TIMEOUT_S,  # the handshake; set_timeout() sets it per session
+                write_timeout=CONNECT_TIMEOUT_S * 2,
+                init_command="SET SESSION TRANSACTION READ ONLY",
+            )
         try:
             return create_engine(url, **kwargs)
         except (ImportError, sa_exc.ArgumentError) as exc:
@@ -253,7 +236,7 @@ class Database:
         try:
             conn = self.engine.connect()
         except Exception as exc:
-            if self._is_db_error(exc):
+            if self.is_db_error(exc):
                 raise self.translate(exc, connecting=True) from exc
             raise
         session = ReadOnlySession(self, conn)
@@ -261,18 +244,16 @@ class Database:
             session._begin(timeout_s)
             yield session
         except Exception as exc:
-            if self._is_db_error(exc):
+            if self.is_db_error(exc):
                 raise self.translate(exc, timed_out=session.timed_out) from exc
             raise
         finally:
             session._end()
             conn.close()
 
-    def _is_db_error(self, exc: BaseException) -> bool:
-        dbapi_error = self.engine.dialect.loaded_dbapi.Error
-        return isinstance(exc, (sa_exc.DBAPIError, sa_exc.TimeoutError, dbapi_error)) and not isinstance(
-            exc, HearthError
-        )
+    def is_db_error(self, exc: BaseException) -> bool:
+        """Whether `exc` came from the driver or the pool (and so needs `translate()`)."""
+        return isinstance(exc, (sa_exc.DBAPIError, sa_exc.TimeoutError, self.engine.dialect.loaded_dbapi.Error))
 
     def translate(self, exc: BaseException, *, connecting: bool = False, timed_out: bool = False) -> HearthError:
         """The typed error for a driver (or SQLAlchemy) exception from this database."""
@@ -286,16 +267,14 @@ class Database:
             detail = (str(orig).strip().splitlines() or [type(orig).__name__])[0]
         if self._password:
             detail = detail.replace(self._password, "***")
-        kind = _classify(orig, timed_out)
-        if connecting and kind is not QueryTimeout:
-            kind = DatabaseUnavailable
-        if kind is DatabaseUnavailable:
-            return kind(f"database '{self.name}' ({self.config.redacted_url()}) is unavailable: {detail}")
-        if kind is QueryTimeout:
-            return kind(f"query on database '{self.name}' ran past its time limit and was cancelled")
-        if kind is InvalidRequest:
-            return kind(f"database '{self.name}' rejected the query: {detail}")
-        return kind(f"database '{self.name}' failed: {detail}")
+        # Whatever goes wrong while connecting (a handshake read timing out included) is unavailability.
+        kind = DatabaseUnavailable if connecting else _classify(orig, timed_out)
+        message = {
+            DatabaseUnavailable: f"database '{self.name}' ({self.config.redacted_url()}) is unavailable: {detail}",
+            QueryTimeout: f"query on database '{self.name}' ran past its time limit and was cancelled",
+            InvalidRequest: f"database '{self.name}' rejected the query: {detail}",
+        }.get(kind, f"database '{self.name}' failed: {detail}")
+        return kind(message)
 
     def schema(self) -> DatabaseSchema:
         """The introspected schema, cached after the first call."""
@@ -373,8 +352,8 @@ class DatabaseRegistry:
     def add(self, config: DatabaseConfig) -> Database:
         if config.name in self._databases:
             raise ValueError(f"database {config.name!r} is configured twice")
-        database = self._databases[config.name] = Database(config)
-        return database
+        self._databases[config.name] = Database(config)
+        return self._databases[config.name]
 
     def get(self, name: str) -> Database:
         try:

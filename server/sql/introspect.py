@@ -90,7 +90,7 @@ def _sample(session: ReadOnlySession, schema: str | None, table: str, column: st
         else:
             rows = session.conn.execute(query).all()
     except Exception as exc:  # samples are optional: skip the column, keep the schema
-        if not session.database._is_db_error(exc):
+        if not session.database.is_db_error(exc):
             raise
         error = session.database.translate(exc, timed_out=session.timed_out)
         log.warning("skipping sample values of %s.%s: %s", table, column, error.message)

@@ -138,3 +138,25 @@ def drop_statements() -> list[str]:
 def ddl_script(dialect: str) -> str:
     """The whole schema as one script (for docs, prompts and `sqlite3 < file`)."""
     return ";\n\n".join(create_statements(dialect)) + ";\n"
+
+
+def database_schema(dialect: str = "sqlite", name: str = "sample"):
+    """The schema as a `server.sql.schema.DatabaseSchema`, without connecting to anything.
+
+    What introspection of a loaded copy would return minus sample values: for validating gold
+    SQL (tests, the pairs CLI) against the sample without a live database.
+    """
+    from server.sql.schema import Column, DatabaseSchema, ForeignKey, Table
+
+    if dialect not in DIALECTS:
+        raise ValueError(f"unknown dialect {dialect!r}; expected one of {DIALECTS}")
+    tables = []
+    for table in sorted(TABLES, key=lambda t: t.name):  # introspection lists tables by name
+        columns = tuple(Column(c.name, _type(c, dialect), c.nullable, i == 0) for i, c in enumerate(table.columns))
+        fks = []
+        for c in table.columns:
+            if c.references:
+                ref_table, ref_col = c.references.split(".")
+                fks.append(ForeignKey((c.name,), ref_table, (ref_col,)))
+        tables.append(Table(table.name, columns, tuple(fks)))
+    return DatabaseSchema(name=name, dialect=dialect, tables=tuple(tables))

@@ -28,6 +28,9 @@ from server.sql.sample.ddl import TABLES, create_statements
 from server.sql.sample.orders import generate_orders
 
 DEFAULT_SEED = 20250101
+# Bump whenever the generator, word lists or schema change what gets built: ensure_sample_sqlite
+# then rebuilds files written by an older Hearth (the committed pairs must be regenerated too).
+DATA_VERSION = 1
 START = date(2023, 1, 1)  # first order date
 CUTOFF = date(2025, 12, 31)  # "today" for the data: nothing happens after this day
 
@@ -138,17 +141,20 @@ def _customers(rng: Random, people: _People, regions: list[tuple], cities: dict[
     rows, names = [], set()
     for customer_id in range(1, count + 1):
         rid = rng.choices(region_ids, region_weights)[0]
-        city, country = rng.choice(cities[rid])
+        # Lists start with the biggest city, which gets the most customers.
+        options = cities[rid]
+        city, country = rng.choices(options, [1 / (i + 1) ** 0.7 for i in range(len(options))])[0]
         locale = words.REGION_LOCALE[regions[rid - 1][1]]
         segment = rng.choices(segments, shares)[0]
         industry = rng.choice(words.SEGMENT_INDUSTRIES[segment])
-        while True:
+        for attempt in range(1000):
             noun = rng.choice(words.INDUSTRY_NOUNS[industry])
             pattern = rng.random()
-            # Public bodies are named after their city; schools sometimes after a place word.
-            if industry == "Government" or (industry == "Education" and pattern < 0.6):
+            # Public bodies are named after their city (a place word once the city's names run
+            # out); schools sometimes after a place word.
+            if (industry == "Government" and attempt < 10) or (industry == "Education" and pattern < 0.6):
                 stem = f"{city} {noun}"
-            elif industry == "Education":
+            elif industry in ("Government", "Education"):
                 stem = f"{rng.choice(words.COMPANY_PREFIXES)} {noun}"
             elif pattern < 0.55:
                 stem = f"{rng.choice(words.COMPANY_PREFIXES)} {noun}"
@@ -264,13 +270,17 @@ def build_sqlite(path: str | os.PathLike, seed: int = DEFAULT_SEED, data: Sample
     """Write the sample database to `path` atomically (temp file in the same dir, then replace)."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
+    # Only the default data is stamped current: anything else must never satisfy ensure_sample_sqlite.
+    version = DATA_VERSION if seed == DEFAULT_SEED and data is None else 0
     data = data if data is not None else generate(seed)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
     try:
+        os.chmod(tmp, 0o644)  # mkstemp makes it 0600; sample data is no secret, other users may read it
         conn = sqlite3.connect(tmp)
         try:
             fill_sqlite(conn, data)
+            conn.execute(f"PRAGMA user_version = {version}")
         finally:
             conn.close()
         os.replace(tmp, target)
@@ -278,6 +288,36 @@ def build_sqlite(path: str | os.PathLike, seed: int = DEFAULT_SEED, data: Sample
         Path(tmp).unlink(missing_ok=True)
         raise
     return target
+
+
+def _file_version(path: Path) -> int | None:
+    """PRAGMA user_version read straight from the 100-byte SQLite header (offset 60, big-endian)."""
+    try:
+        with open(path, "rb") as f:
+            header = f.read(100)
+    except OSError:
+        return None
+    if len(header) < 100 or not header.startswith(b"SQLite format 3\x00"):
+        return None
+    return int.from_bytes(header[60:64], "big")
+
+
+def ensure_sample_sqlite(path: str | os.PathLike | None = None) -> Path:
+    """The default sample database file, built (atomically) if it is missing or out of date.
+
+    `path` defaults to paths.sample_sqlite_path(). The server calls this at startup, so a hit
+    costs one open() and a 100-byte read, no SQLite connection; a miss generates the data
+    (about a second). Concurrent callers each build a temp file and os.replace() it: identical
+    content, and readers never see a half-written file.
+    """
+    if path is None:
+        from server.sql.sample.paths import sample_sqlite_path  # imports pydantic settings: only here
+
+        path = sample_sqlite_path()
+    target = Path(path)
+    if _file_version(target) == DATA_VERSION:
+        return target
+    return build_sqlite(target, DEFAULT_SEED)
 
 
 def connect_memory(seed: int = DEFAULT_SEED, data: SampleData | None = None) -> sqlite3.Connection:

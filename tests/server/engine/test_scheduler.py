@@ -1,0 +1,158 @@
+"""The continuous-batching engine on the real embedded model."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from llama_cpp.llama_grammar import JSON_GBNF
+
+from server.engine.base import FinishEvent, GenerationRequest, SamplingParams, TokenEvent
+from server.errors import ContextLengthExceeded, Overloaded
+
+pytestmark = pytest.mark.model
+
+PROMPTS = [
+    "What is the capital of France?",
+    "Write a haiku about the sea.",
+    "List three prime numbers.",
+    "Explain what a SQL join is.",
+    "Who wrote Hamlet?",
+    "Give me a recipe for pancakes.",
+]
+
+
+def request(engine, text, **params):
+    tokens = engine.tokenize(engine.render_chat([{"role": "user", "content": text}]))
+    return GenerationRequest(tuple(tokens), SamplingParams(**{"max_tokens": 32, "temperature": 0, **params}))
+
+
+async def collect(engine, req):
+    tokens, finish = [], None
+    async for ev in engine.generate(req):
+        if isinstance(ev, TokenEvent):
+            tokens.extend(ev.token_ids)
+        else:
+            finish = ev
+    return tokens, finish
+
+
+async def wait_idle(engine, timeout=10.0):
+    for _ in range(int(timeout / 0.05)):
+        if engine.stats().slots_in_use == 0:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("slots still in use")
+
+
+def test_batched_greedy_output_equals_solo(embedded_engine):
+    async def go():
+        solo = [await collect(embedded_engine, request(embedded_engine, p)) for p in PROMPTS]
+        batched = await asyncio.gather(*[collect(embedded_engine, request(embedded_engine, p)) for p in PROMPTS])
+        return solo, batched
+
+    solo, batched = asyncio.run(go())
+    assert len({tuple(t) for t, _ in solo}) == len(PROMPTS)  # different prompts, different answers
+    for (a, fa), (b, fb) in zip(solo, batched):
+        assert a == b
+        assert fa.finish_reason == fb.finish_reason
+
+
+def test_seeded_sampling_is_per_sequence_and_reproducible_under_batching(embedded_engine):
+    async def go():
+        alone = await collect(embedded_engine, request(embedded_engine, PROMPTS[1], temperature=0.9, seed=7))
+        together = await asyncio.gather(
+            collect(embedded_engine, request(embedded_engine, PROMPTS[1], temperature=0.9, seed=7)),
+            collect(embedded_engine, request(embedded_engine, PROMPTS[2], temperature=1.2, seed=3)),
+            collect(embedded_engine, request(embedded_engine, PROMPTS[3])),
+        )
+        return alone, together
+
+    alone, together = asyncio.run(go())
+    assert alone[0] == together[0][0]
+
+
+def test_cancellation_frees_the_slot(embedded_engine):
+    async def go():
+        gen = embedded_engine.generate(request(embedded_engine, "Tell a long story.", max_tokens=500))
+        seen = 0
+        async for ev in gen:
+            seen += 1
+            if seen == 3:
+                break
+        await gen.aclose()
+        await wait_idle(embedded_engine)
+        # The freed slot serves the next request.
+        _, finish = await collect(embedded_engine, request(embedded_engine, PROMPTS[0], max_tokens=4))
+        return finish
+
+    assert asyncio.run(go()).completion_tokens == 4
+
+
+def test_queue_limit_raises_overloaded(embedded_engine):
+    # The fixture engine has 4 slots and max_queue=2. Eight requests arrive in the same event-loop
+    # tick: 4 take slots, 2 wait, and the last 2 are refused at once with a retry hint.
+    async def go():
+        gens = [embedded_engine.generate(request(embedded_engine, f"Count from {i} to 900.", max_tokens=300))
+                for i in range(8)]
+        firsts = [asyncio.ensure_future(g.__anext__()) for g in gens]
+        await asyncio.sleep(0.05)
+        refused = [f for f in firsts if f.done() and isinstance(f.exception(), Overloaded)]
+        for f in firsts:
+            f.cancel()
+        await asyncio.gather(*firsts, return_exceptions=True)
+        for g in gens:
+            await g.aclose()
+        await wait_idle(embedded_engine)
+        return refused
+
+    refused = asyncio.run(go())
+    assert len(refused) == 2
+    assert refused[0].exception().retry_after == 1
+
+
+def test_prefix_cache_hit_returns_the_same_output_as_a_miss(embedded_engine):
+    system = "You are a helpful assistant for a company that sells office supplies. " * 16
+
+    def req(q):
+        msgs = [{"role": "system", "content": system}, {"role": "user", "content": q}]
+        return GenerationRequest(tuple(embedded_engine.tokenize(embedded_engine.render_chat(msgs))),
+                                 SamplingParams(max_tokens=24, temperature=0))
+
+    async def go():
+        cold, cold_finish = await collect(embedded_engine, req("Do you sell pens?"))
+        _, other = await collect(embedded_engine, req("Do you sell paper?"))
+        warm, warm_finish = await collect(embedded_engine, req("Do you sell pens?"))
+        return cold, cold_finish, other, warm, warm_finish
+
+    before = embedded_engine.stats().prefix_cache_hits
+    cold, cold_finish, other, warm, warm_finish = asyncio.run(go())
+    assert other.cached_tokens >= 128  # the shared system prompt was reused, in whole blocks
+    assert warm_finish.cached_tokens >= other.cached_tokens
+    assert warm == cold
+    assert embedded_engine.stats().prefix_cache_hits >= before + 2
+
+
+def test_grammar_constrains_output(embedded_engine):
+    tokens, finish = asyncio.run(collect(embedded_engine, request(
+        embedded_engine, "Describe a dog as JSON.", grammar=JSON_GBNF, max_tokens=120)))
+    assert finish.finish_reason == "stop"
+    assert isinstance(json.loads(embedded_engine.detokenize(tokens)), dict)
+
+
+def test_context_length_is_checked(embedded_engine):
+    async def go():
+        async for _ in embedded_engine.generate(request(embedded_engine, "hi", max_tokens=embedded_engine.n_ctx)):
+            pass
+
+    with pytest.raises(ContextLengthExceeded):
+        asyncio.run(go())
+
+
+def test_finish_event_counts(embedded_engine):
+    tokens, finish = asyncio.run(collect(embedded_engine, request(embedded_engine, PROMPTS[0], max_tokens=5)))
+    assert isinstance(finish, FinishEvent)
+    assert finish.completion_tokens == len(tokens) == 5
+    assert finish.finish_reason == "length"
+    assert finish.time_to_first_token_s is not None and finish.time_to_first_token_s > 0
