@@ -27,8 +27,10 @@ CANNOT_ANSWER = "-- cannot answer from this schema"
 
 DIALECT_NAMES = {"sqlite": "SQLite", "postgres": "PostgreSQL", "mysql": "MySQL/MariaDB"}
 
-# Sample values longer than this many characters are not shown: they cost tokens and rarely help.
-MAX_SAMPLE_CHARS = 40
+# Sample values show the model how literals look ('on_hold', not 'On Hold'). Long values, e-mail
+# addresses and digit strings cost tokens and teach nothing, so such columns show none.
+MAX_SAMPLE_CHARS = 24
+MAX_SAMPLES = 3
 
 
 @dataclass(frozen=True)
@@ -59,19 +61,24 @@ def render_table(table: Table) -> str:
             parts.append("PRIMARY KEY")
         if col.name in refs:
             parts.append(f"REFERENCES {refs[col.name]}")
-        samples = [v for v in table.sample_values.get(col.name, ()) if len(v) <= MAX_SAMPLE_CHARS]
-        line = " ".join(parts)
-        if samples:
-            line += " -- e.g. " + ", ".join(_quote(v) for v in samples[:3])
-        lines.append(line)
+        lines.append((" ".join(parts), _samples(table.sample_values.get(col.name, ()))))
     if len(table.primary_key) > 1:
-        lines.append(f"  PRIMARY KEY ({', '.join(table.primary_key)})")
+        lines.append((f"  PRIMARY KEY ({', '.join(table.primary_key)})", ""))
     for fk in table.foreign_keys:
         if len(fk.columns) > 1:
-            lines.append(f"  FOREIGN KEY ({', '.join(fk.columns)}) REFERENCES "
-                         f"{fk.ref_table}({', '.join(fk.ref_columns)})")
-    body = ",\n".join(lines)
+            lines.append((f"  FOREIGN KEY ({', '.join(fk.columns)}) REFERENCES "
+                          f"{fk.ref_table}({', '.join(fk.ref_columns)})", ""))
+    # The comma goes before the comment, so the DDL stays valid SQL.
+    body = "\n".join(text + ("," if i < len(lines) - 1 else "") + comment
+                     for i, (text, comment) in enumerate(lines))
     return f"CREATE TABLE {table.name} (\n{body}\n);"
+
+
+def _samples(values: Sequence[str]) -> str:
+    useful = all(len(v) <= MAX_SAMPLE_CHARS and "@" not in v and not v.isdigit() for v in values)
+    if not values or not useful:
+        return ""
+    return " -- e.g. " + ", ".join(_quote(v) for v in values[:MAX_SAMPLES])
 
 
 def render_schema(schema: DatabaseSchema, tables: Sequence[str] | None = None) -> str:
