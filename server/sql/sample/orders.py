@@ -152,7 +152,10 @@ def generate_orders(rng: Random, customers: list[tuple], products: list[tuple],
             parts = 2 if n_lines >= 4 and (cutoff - day).days > 30 and rng.random() < 0.06 else 1
             for part in range(parts):
                 ship_day = shipped + timedelta(days=part * rng.randint(1, 4))
-                arrive = ship_day + timedelta(days=rng.randint(transit_low, transit_high))
+                transit = rng.randint(transit_low, transit_high)
+                # The first part travels on the timeline that decided the status (so a delivered
+                # order's shipment has arrived); a second part ships 1-4 days behind it.
+                arrive = delivered if part == 0 else ship_day + timedelta(days=transit)
                 arrived = arrive.isoformat() if status != "shipped" and arrive <= cutoff else None
                 cost = Decimal(str(base_cost * (1 + 0.15 * n_lines / parts) * rng.uniform(0.9, 1.25))).quantize(CENT)
                 shipments.append([None, order_id, carrier, _tracking(rng, carrier), ship_day.isoformat(), arrived, cost])

@@ -33,17 +33,16 @@ def default_sample_config() -> DatabaseConfig:
 
 
 def ensure_sample_database(configs) -> None:
-    """Generate the sample SQLite file if a configured database points at it and it is missing.
+    """Generate the sample SQLite file if a configured database points at it and it is missing
+    or was written by an older generator (generate.DATA_VERSION).
 
-    A stat when the file exists; a few seconds, once, when it does not (deterministic rows,
-    written atomically by generate.build_sqlite, so a half-written file is never opened).
+    A 100-byte header read when the file is current; about a second, once, when it is not
+    (deterministic rows, written atomically, so a half-written file is never opened).
     """
     sample = sample_sqlite_path().resolve()
-    if sample.exists():
-        return
     for config in configs:
         if config.dialect == "sqlite" and Path(parse_url(config.url).database).expanduser().resolve() == sample:
-            from .generate import build_sqlite  # the generator is only needed this once
+            from .generate import ensure_sample_sqlite
 
-            build_sqlite(sample)
+            ensure_sample_sqlite(sample)
             return

@@ -75,6 +75,8 @@ def display_slots(slots: Slots) -> Slots:
             value = value.replace("_", " ")
         if key == "country" and value in _ARTICLE:
             value = f"the {value}"
+        if isinstance(value, int) and value >= 10_000:  # amounts: 25,000 (years and ids stay plain)
+            value = f"{value:,}"
         out[key] = value
     return out
 
