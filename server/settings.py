@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, YamlConfigSettingsSource
 
 from .sql.settings import DatabaseConfig
@@ -54,6 +54,8 @@ def resolve_model_path(path: str) -> Path:
 class ModelConfig(BaseModel):
     """One entry of the model registry: a name clients pass as `model`, and how to load it."""
 
+    model_config = ConfigDict(extra="forbid")  # a typo (n_thread:) is an error, not ignored
+
     name: str = Field(EMBEDDED_MODEL_NAME, description="Name clients use in the `model` field.")
     path: str = Field(
         EMBEDDED_MODEL,
@@ -87,6 +89,8 @@ class ModelConfig(BaseModel):
 class SqlSettings(BaseModel):
     """Text-to-SQL behaviour."""
 
+    model_config = ConfigDict(extra="forbid")
+
     max_attempts: int = Field(3, ge=1, le=10, description="Generation attempts, counting self-corrections.")
     constrained_decoding: bool = Field(
         True, description="Constrain SQL generation with a grammar built from the live schema."
@@ -105,7 +109,8 @@ def _default_databases() -> list[DatabaseConfig]:
 
 class ServerSettings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_prefix="HEARTH_", env_nested_delimiter="__", extra="forbid", validate_default=True
+        env_prefix="HEARTH_", env_nested_delimiter="__", extra="forbid", validate_default=True,
+        hide_input_in_errors=True,  # errors would otherwise print database URLs and API keys
     )
 
     host: str = Field("127.0.0.1", description="Address to bind.")

@@ -15,6 +15,8 @@ import numpy as np
 from ..errors import InvalidRequest
 from .base import SamplingParams
 
+# Tokens the grammar checks first when the unconstrained pick breaks it (see SamplerChain).
+GRAMMAR_SHORTLIST = 256
 # How many recent tokens the repetition/presence/frequency penalties look at (llama.cpp default).
 PENALTY_LAST_N = 64
 
@@ -76,19 +78,35 @@ class SamplerChain:
         token = self._pick(logits, constrained=False)
         if not self._allowed(token):
             self.grammar_resamples += 1
-            token = self._pick(logits, constrained=True)
+            token = self._pick(logits, constrained=True, shortlist=GRAMMAR_SHORTLIST)
+            if token < 0:  # nothing allowed among the likeliest tokens: mask the whole vocabulary
+                token = self._pick(logits, constrained=True)
         llama_cpp.llama_sampler_accept(self._grammar, token)
         llama_cpp.llama_sampler_accept(self._chain, token)
         return token
 
-    def _pick(self, logits: np.ndarray, *, constrained: bool) -> int:
-        cands = self._cands
-        cands["id"] = np.arange(self._n_vocab, dtype=np.int32)
-        cands["logit"] = logits
+    def _pick(self, logits: np.ndarray, *, constrained: bool, shortlist: int = 0) -> int:
+        """Sample a token; with `shortlist`, only among that many likeliest, -1 if none is allowed.
+
+        Masking a shortlist instead of the vocabulary is exact for greedy decoding (the likeliest
+        allowed token is in the shortlist whenever any is) and, for sampling, drops only the
+        tail of the distribution that top-k / top-p would drop anyway.
+        """
+        if shortlist:
+            ids = np.argpartition(-logits, shortlist)[:shortlist].astype(np.int32)
+            cands = self._cands[:shortlist]
+            cands["id"] = ids
+            cands["logit"] = logits[ids]
+        else:
+            cands = self._cands
+            cands["id"] = np.arange(self._n_vocab, dtype=np.int32)
+            cands["logit"] = logits
         cands["p"] = 0.0
         arr = _token_array(cands)
         if constrained:
             llama_cpp.llama_sampler_apply(self._grammar, ctypes.byref(arr))
+            if shortlist and not np.isfinite(cands["logit"]).any():
+                return -1
         llama_cpp.llama_sampler_apply(self._chain, ctypes.byref(arr))
         if arr.selected < 0:
             raise RuntimeError("sampler chain selected no token")

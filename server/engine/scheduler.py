@@ -327,19 +327,20 @@ class Scheduler:
     def _finish(self, slot: Slot, reason: str) -> None:
         job = slot.job
         tail = slot.text.flush()
+        ttft = slot.first_token_at - job.enqueued_at if slot.first_token_at else None
+        finish = FinishEvent(
+            finish_reason=reason,
+            prompt_tokens=slot.prompt_len,
+            completion_tokens=slot.n_generated,
+            cached_tokens=slot.reused,
+            time_to_first_token_s=ttft,
+        )
+        # Free the slot before the client hears that it finished, so a client that sends its
+        # next request at once finds the slot free (and is not refused by a full queue).
+        self._release(slot, keep_cache=True)
         if tail:
             job.emit(TokenEvent(text=tail))
-        ttft = slot.first_token_at - job.enqueued_at if slot.first_token_at else None
-        job.emit(
-            FinishEvent(
-                finish_reason=reason,
-                prompt_tokens=slot.prompt_len,
-                completion_tokens=slot.n_generated,
-                cached_tokens=slot.reused,
-                time_to_first_token_s=ttft,
-            )
-        )
-        self._release(slot, keep_cache=True)
+        job.emit(finish)
 
 
 def _common_prefix(a: list[int], b: list[int], limit: int) -> int:

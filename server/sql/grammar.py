@@ -62,8 +62,8 @@ predicate-tail ::= sp? cmp sp? sum | sp k-is sp (k-not sp)? k-null | sp (k-not s
 in-tail ::= k-in sp? "(" (query | value-list) ")"
 value-list ::= sum ("," sp? sum)*
 cmp ::= "=" | "!=" | "<>" | "<=" | ">=" | "<" | ">"
-sum ::= product (sp? ("+" | "-" | "||") sp? product)*
-product ::= unary (sp? ("*" | "/" | "%") sp? unary)*
+sum ::= product (sp ("+" | "-" | "||") sp product)*
+product ::= unary (sp ("*" | "/" | "%") sp unary)*
 unary ::= "-"? primary
 primary ::= number | string | k-null | aggregate | function | case-expr | cast-expr | "(" (query | expr) ")" | column-ref | date-literal
 aggregate ::= agg-name "(" (k-distinct sp)? (expr | "*") ")"

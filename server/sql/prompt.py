@@ -95,14 +95,22 @@ def sql_messages(
     tables: Sequence[str] | None = None,
     examples: Sequence[Example] = (),
 ) -> list[dict]:
-    """Chat messages asking for the SQL that answers `question` over `schema`."""
+    """Chat messages asking for the SQL that answers `question` over `schema`.
+
+    Retrieved examples are earlier turns of the same conversation (question, then the SQL as the
+    assistant's reply), so a small model answers the real question in the same form. Every
+    request on one database starts with the same instructions, schema and "Question: ", which
+    is the prefix the cache reuses.
+    """
     dialect = dialect or schema.dialect
-    parts = [instructions(dialect), f"### Schema\n{render_schema(schema, tables)}"]
-    if examples:
-        shots = "\n\n".join(f"Question: {ex.question}\nSQL: {one_line(ex.sql)}" for ex in examples)
-        parts.append(f"### Examples\n{shots}")
-    parts.append(f"### Question\n{question.strip()}")
-    return [{"role": "user", "content": "\n\n".join(parts)}]
+    head = f"{instructions(dialect)}\n\n### Schema\n{render_schema(schema, tables)}\n\n"
+    questions = [ex.question for ex in examples] + [question]
+    messages: list[dict] = []
+    for i, q in enumerate(questions):
+        messages.append({"role": "user", "content": (head if i == 0 else "") + f"Question: {q.strip()}"})
+        if i < len(examples):
+            messages.append({"role": "assistant", "content": sql_answer(examples[i].sql)})
+    return messages
 
 
 def sql_answer(sql: str | None) -> str:

@@ -144,7 +144,7 @@ def test_prompt_lists_the_schema_and_nearest_examples(client_for):
     client = client_for(["SELECT COUNT(*) FROM customers"])
     client.post("/v1/sql", json={"question": "Which customers are based in Vancouver?"})
     prompt = client.engine.detokenize(client.engine.requests[0].prompt_tokens)
-    assert "CREATE TABLE customers (" in prompt and "### Examples" in prompt
+    assert "CREATE TABLE customers (" in prompt and "<assistant>SELECT" in prompt
     assert "WHERE city = 'Vancouver'" in prompt  # the train pair asking exactly this was retrieved
 
 

@@ -46,12 +46,6 @@ async def wait_idle(engine, timeout=10.0):
     raise AssertionError("slots still in use")
 
 
-@pytest.fixture(autouse=True)
-def idle_engine(embedded_engine):
-    # The worker thread frees a slot just after it sends the final event, so the previous test
-    # can return while its slot is still taken for a moment; start each test with all slots free.
-    asyncio.run(wait_idle(embedded_engine))
-    return embedded_engine
 
 
 def test_batched_greedy_output_equals_solo(embedded_engine):
