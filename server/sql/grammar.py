@@ -7,7 +7,9 @@ a dialect's common scalar functions), and it only lets through identifiers that 
   - a table after FROM/JOIN is one of the schema's tables;
   - `table.column` pairs a table with one of *its* columns;
   - a bare column or `alias.column` is a column of some shown table;
-  - aliases (`AS x`) are free identifiers, and ORDER BY may name an output alias.
+  - table aliases are short (`o`, `oi`, `cat`: at most 4 characters), so that a made-up
+    column name cannot pass as `made_up_alias.column`; output aliases (`AS total`) are free,
+    and ORDER BY may name one.
 
 The price: a column that only a subquery defines (`SELECT AVG(n) FROM (SELECT COUNT(*) AS n ...)`)
 cannot be referenced outside it, except in ORDER BY. bench/sql.py measures what the grammar does
@@ -41,13 +43,13 @@ _FUNCTIONS = {
 _STATIC = r"""
 query ::= select-stmt (sp setop sp select-stmt)* order-by? limit?
 setop ::= (k-union (sp k-all)?) | k-intersect | k-except
-select-stmt ::= k-select sp (k-distinct sp)? select-list sp k-from sp from-list where? group-by? having?
+select-stmt ::= k-select sp (k-distinct sp)? select-list (sp k-from sp from-list where? group-by? having?)?
 select-list ::= select-item ("," sp? select-item)*
 select-item ::= "*" | qualifier ".*" | expr (sp k-as sp alias)?
 from-list ::= table-ref (join-clause | ("," sp? table-ref))*
 join-clause ::= sp join-kind sp table-ref sp k-on sp expr
 join-kind ::= ((k-left | k-inner) sp)? k-join
-table-ref ::= (table-name | "(" query ")") (sp (k-as sp)? alias)?
+table-ref ::= (table-name | "(" query ")") (sp (k-as sp)? short-alias)?
 where ::= sp k-where sp expr
 group-by ::= sp k-group sp k-by sp expr ("," sp? expr)*
 having ::= sp k-having sp expr
@@ -77,6 +79,7 @@ date-literal ::= k-date sp string
 number ::= [0-9]+ ("." [0-9]+)?
 string ::= "'" ([^'\\\n] | "''")* "'"
 alias ::= [a-z] [a-zA-Z0-9_]{0,30}
+short-alias ::= [a-z] [a-z0-9_]{0,3}
 sp ::= " "
 """
 
@@ -113,10 +116,10 @@ def _build(tables: tuple[tuple[str, tuple[str, ...]], ...], dialect: str) -> str
         f"root ::= ({_literal(CANNOT_ANSWER)} | query) \";\"?",
         f"table-name ::= {_alternatives([t for t, _ in tables])}",
         f"column-name ::= {_alternatives(all_columns)}",
-        "qualifier ::= table-name | alias",
+        "qualifier ::= table-name | short-alias",
         # table.column only with the table's own columns; alias.column with any shown column.
         "column-ref ::= " + " | ".join(
-            [f"{_literal(t + '.')} {_rule_name(t)}" for t, _ in tables] + ["alias \".\" column-name", "column-name"]
+            [f"{_literal(t + '.')} {_rule_name(t)}" for t, _ in tables] + ["short-alias \".\" column-name", "column-name"]
         ),
         f"function-name ::= {_alternatives(functions)}",
     ]
