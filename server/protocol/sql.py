@@ -33,6 +33,7 @@ class SqlRequest(_Request):
         None, description="Schema-constrained decoding (GBNF from the live schema); default from settings."
     )
     max_attempts: int | None = Field(None, ge=1, le=10, description="Attempts, counting self-corrections.")
+    max_tokens: int | None = Field(None, ge=8, le=2048, description="Token budget of each attempt's SQL.")
 
 
 class ValidateRequest(_Request):

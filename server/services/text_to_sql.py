@@ -147,7 +147,7 @@ class SqlService:
         status, final, result = "rejected", None, None
         for number in range(1, max_attempts + 1):
             t0 = time.perf_counter()
-            raw = await self._complete(engine, messages, grammar, usage, is_disconnected)
+            raw = await self._complete(engine, messages, grammar, req.max_tokens, usage, is_disconnected)
             timings.generation_ms += _ms(t0)
             sql = parse_answer(raw)
             attempt = Attempt(number=number, raw=raw, sql=sql)
@@ -196,8 +196,8 @@ class SqlService:
                            time_to_first_token_ms=usage.ttft_ms),
         )
 
-    async def _complete(self, engine, messages: list[dict], grammar: str | None, usage: _Usage,
-                        is_disconnected) -> str:
+    async def _complete(self, engine, messages: list[dict], grammar: str | None, max_tokens: int | None,
+                        usage: _Usage, is_disconnected) -> str:
         prompt = engine.render_chat(messages, add_generation_prompt=True)
         tokens = engine.tokenize(prompt, add_special=False, parse_special=True)
         room = engine.n_ctx - len(tokens)
@@ -206,7 +206,7 @@ class SqlService:
                 f"the Text-to-SQL prompt takes {len(tokens)} of the model's {engine.n_ctx} context tokens; "
                 "lower sql.max_prompt_tables or sql.few_shot_k, or use a longer context", param="question")
         # Greedy: a query is right or wrong, and the same question should give the same SQL.
-        params = SamplingParams(max_tokens=min(self.options.max_new_tokens, room), temperature=0.0,
+        params = SamplingParams(max_tokens=min(max_tokens or self.options.max_new_tokens, room), temperature=0.0,
                                 stop=("\n\n", ";", "```"), grammar=grammar)
         request = GenerationRequest(tuple(tokens), params, new_id("sqlgen"))
         out = await run_to_end(engine, request, self.metrics, engine.name, is_disconnected)

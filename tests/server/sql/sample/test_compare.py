@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.server.sql.sample.compare import is_ordered, same_result
+from server.sql.compare import is_ordered, same_result
 
 
 def test_representations_of_one_answer_compare_equal() -> None:

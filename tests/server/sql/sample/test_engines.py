@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from server.sql.sample.ddl import TABLES
-from tests.server.sql.sample.compare import is_ordered, same_result
+from server.sql.compare import is_ordered, same_result
 from tests.server.sql.sample.conftest import Engines
 
 pytestmark = pytest.mark.databases

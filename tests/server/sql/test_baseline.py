@@ -1,0 +1,113 @@
+"""The template + slot-filling baseline (server/sql/baseline.py), on hand-made pairs with known answers."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from server.sql.baseline import TemplateBaseline, ValueIndex, mentions
+from server.sql.prompt import Example
+
+TRAIN = [
+    Example("How many customers are in Berlin?", "SELECT COUNT(*) FROM customers WHERE city = 'Berlin'"),
+    Example("Which 5 products cost the most?", "SELECT name FROM products ORDER BY price DESC LIMIT 5"),
+    Example("What was the revenue in March 2024?",
+            "SELECT SUM(total) FROM orders WHERE order_date >= '2024-03-01' AND order_date < '2024-04-01'"),
+    Example("Which customers in Paris ordered in 2023 and again in 2024?",
+            "SELECT name FROM customers c JOIN orders o ON o.cid = c.id WHERE c.city = 'Paris' "
+            "AND o.order_date >= '2023-01-01' AND o.order_date < '2024-01-01' INTERSECT "
+            "SELECT name FROM customers c JOIN orders o ON o.cid = c.id WHERE c.city = 'Paris' "
+            "AND o.order_date >= '2024-01-01' AND o.order_date < '2025-01-01'"),
+    Example("Which suppliers are rated 3 or better and deliver within 30 days?",
+            "SELECT name FROM suppliers WHERE rating >= 3 AND lead_days <= 30"),
+    Example("List papers with the keyphrase \"Machine Learning\".",
+            "SELECT title FROM paper WHERE LOWER(keyphrase) LIKE LOWER('%Machine Learning%')"),
+    Example("How many orders were paid by credit card?", "SELECT COUNT(*) FROM payments WHERE method = 'credit_card'"),
+    Example("How many active products are there?", "SELECT COUNT(*) FROM products WHERE discontinued = 0"),
+    Example("What share of orders exceed 20%?", "SELECT COUNT(*) FROM orders WHERE discount > 0.2"),
+]
+VALUES = ValueIndex([
+    ("customers", "city", "Berlin"), ("customers", "city", "Paris"), ("customers", "city", "Los Angeles"),
+    ("customers", "city", "Lyon"), ("payments", "method", "credit_card"), ("payments", "method", "check"),
+    ("customers", "country", "Germany"),
+])
+
+
+@pytest.fixture(scope="module")
+def baseline() -> TemplateBaseline:
+    return TemplateBaseline(TRAIN, VALUES)
+
+
+@pytest.mark.parametrize("question, sql", [
+    # a database value from the value index, multi-word
+    ("How many customers are in Los Angeles?", "SELECT COUNT(*) FROM customers WHERE city = 'Los Angeles'"),
+    # a number
+    ("Which 10 products cost the most?", "SELECT name FROM products ORDER BY price DESC LIMIT 10"),
+    ("Which three products cost the most?", "SELECT name FROM products ORDER BY price DESC LIMIT 3"),
+    # a month-year period: both ends of the range move
+    ("What was the revenue in December 2023?",
+     "SELECT SUM(total) FROM orders WHERE order_date >= '2023-12-01' AND order_date < '2024-01-01'"),
+    # two years and a city, each occurrence of one old value becomes the same new value
+    ("Which customers in Lyon ordered in 2021 and again in 2025?",
+     "SELECT name FROM customers AS c JOIN orders AS o ON o.cid = c.id WHERE c.city = 'Lyon' "
+     "AND o.order_date >= '2021-01-01' AND o.order_date < '2022-01-01' INTERSECT "
+     "SELECT name FROM customers AS c JOIN orders AS o ON o.cid = c.id WHERE c.city = 'Lyon' "
+     "AND o.order_date >= '2025-01-01' AND o.order_date < '2026-01-01'"),
+    # numbers paired by their context words, not by order of mention
+    ("Which suppliers deliver within 7 days and are rated 4 or better?",
+     "SELECT name FROM suppliers WHERE rating >= 4 AND lead_days <= 7"),
+    # a quoted string inside LIKE wildcards
+    ("List papers with the keyphrase \"Deep Learning\".",
+     "SELECT title FROM paper WHERE LOWER(keyphrase) LIKE LOWER('%Deep Learning%')"),
+    # the stored spelling, found from the question's words
+    ("How many orders were paid by check?", "SELECT COUNT(*) FROM payments WHERE method = 'check'"),
+    # a literal the neighbour's question does not mention is template, not slot
+    ("How many active products are there in total?", "SELECT COUNT(*) FROM products WHERE discontinued = 0"),
+    # a percentage fills a fraction slot
+    ("What share of orders exceed 35%?", "SELECT COUNT(*) FROM orders WHERE discount > 0.35"),
+])
+def test_known_answers(baseline: TemplateBaseline, question: str, sql: str) -> None:
+    assert baseline.answer(question).sql == sql
+
+
+def test_answer_reports_neighbour_and_fills(baseline: TemplateBaseline) -> None:
+    answer = baseline.answer("How many customers are in Lyon?")
+    assert answer.neighbour == TRAIN[0]
+    assert answer.filled == [("Berlin", "Lyon")] and answer.unfilled == 0
+    assert 0 < answer.similarity <= 1
+
+
+def test_a_slot_without_a_new_value_keeps_the_old_one(baseline: TemplateBaseline) -> None:
+    answer = baseline.answer("Which products cost the most?")
+    assert answer.sql == "SELECT name FROM products ORDER BY price DESC LIMIT 5"
+    assert answer.unfilled == 1
+
+
+def test_a_value_from_another_column_is_not_used(baseline: TemplateBaseline) -> None:
+    # 'Germany' is a country: it must not land in the city slot.
+    answer = baseline.answer("How many customers are in Germany?")
+    assert "city = 'Berlin'" in answer.sql and answer.unfilled == 1
+
+
+def test_no_training_pairs_means_no_answer() -> None:
+    assert TemplateBaseline([]).answer("anything").sql is None
+
+
+def test_mentions_kinds_and_order() -> None:
+    found = [(m.kind, m.value) for m in mentions("Top 5 orders from Berlin in May 2024 over $1,200.50 in 2023", VALUES)]
+    assert found == [("number", 5.0), ("string", "Berlin"), ("period", (2024, 5)), ("number", 1200.5),
+                     ("period", (2023, None))]
+
+
+def test_value_index_from_sqlite(tmp_path) -> None:
+    path = tmp_path / "db.sqlite"
+    conn = sqlite3.connect(path)
+    conn.executescript("CREATE TABLE t (id INTEGER, city TEXT, note TEXT);"
+                       f"INSERT INTO t VALUES (1, 'New York', '{'x' * 100}'), (2, 'Oslo', '123'), (3, NULL, 'ok');")
+    conn.commit()
+    conn.close()
+    index = ValueIndex.from_sqlite(path)
+    # long text and digit strings are left out: nobody types them into a question
+    assert set(index.values) == {"new york", "oslo", "ok"}
+    assert index.values["new york"] == [("New York", "t", "city")]
