@@ -56,13 +56,21 @@ class RunningServer:
         raise KeyError(name)
 
 
+def _die_with_parent() -> None:
+    # If pytest itself is killed (a CI timeout), the server must not live on and load the cores.
+    import ctypes
+    import signal
+
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 def start_server(tmp: Path, *args: str, env: dict | None = None, wait_ready: bool = True) -> RunningServer:
     port = free_port()
     log = tmp / f"server-{port}.log"
     full_env = {**os.environ, **(env or {})}
     proc = subprocess.Popen(
         [sys.executable, "-m", "server.cli", "serve", "--host", "127.0.0.1", "--port", str(port), *args],
-        cwd=ROOT, env=full_env, stdout=log.open("w"), stderr=subprocess.STDOUT,
+        cwd=ROOT, env=full_env, stdout=log.open("w"), stderr=subprocess.STDOUT, preexec_fn=_die_with_parent,
     )
     base = f"http://127.0.0.1:{port}"
     deadline = time.time() + 120

@@ -146,6 +146,9 @@ class SqlService:
         timings, usage, attempts = Timings(), _Usage(), []
         status, final, result = "rejected", None, None
         for number in range(1, max_attempts + 1):
+            if number > 1 and is_disconnected is not None and await is_disconnected():
+                log.info("client went away; no further attempts")
+                break
             t0 = time.perf_counter()
             raw = await self._complete(engine, messages, grammar, req.max_tokens, usage, is_disconnected)
             timings.generation_ms += _ms(t0)
