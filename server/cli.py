@@ -90,7 +90,9 @@ def run(args: argparse.Namespace, verb: str = "serve") -> int:
     settings = build_settings(args)
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = create_app(settings)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level.lower())
+    # A bounded graceful shutdown: a stop (systemd, Kubernetes) must not wait on a long generation.
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level.lower(),
+                timeout_graceful_shutdown=5)
     return 0
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -22,6 +24,8 @@ log = logging.getLogger("hearth.generation")
 # When a request sets no max_tokens, generate until EOS or the context ends, but no further than
 # this, so a model that never emits EOS cannot hold a slot for its whole context.
 DEFAULT_MAX_TOKENS = 1024
+# How often a non-streaming request checks whether its client is still there, in seconds.
+DISCONNECT_POLL_S = 0.5
 
 
 def new_id(prefix: str) -> str:
@@ -109,23 +113,37 @@ async def stream_events(
 
 async def run_to_end(engine: Engine, request: GenerationRequest, metrics: Metrics | None, model: str,
                      is_disconnected=None) -> GenerationResult:
-    """Collects a whole generation. Stops early (and frees the slot) if the client went away."""
+    """Collects a whole generation. Stops early (and frees the slot) if the client went away.
+
+    The disconnect check runs beside the generation every half second, not between tokens:
+    during a long prompt prefill there are no tokens, and a client that gave up must still
+    free its slot at once.
+    """
     result = GenerationResult()
-    parts = []
-    checked = time.monotonic()
-    async with aclosing(stream_events(engine, request, metrics, model)) as events:
-        async for event in events:
-            if isinstance(event, TokenEvent):
-                parts.append(event.text)
-                result.tokens.append(event)
-            else:
-                result.finish = event
-            # A non-streaming client that disconnected cannot read the answer: stop computing it.
-            if is_disconnected is not None and time.monotonic() - checked > 0.5:
-                checked = time.monotonic()
-                if await is_disconnected():
-                    log.info("client disconnected; cancelling %s", request.request_id)
-                    break
+    parts: list[str] = []
+
+    async def consume() -> None:
+        async with aclosing(stream_events(engine, request, metrics, model)) as events:
+            async for event in events:
+                if isinstance(event, TokenEvent):
+                    parts.append(event.text)
+                    result.tokens.append(event)
+                else:
+                    result.finish = event
+
+    task = asyncio.ensure_future(consume())
+    try:
+        while not task.done():
+            await asyncio.wait({task}, timeout=DISCONNECT_POLL_S)
+            if not task.done() and is_disconnected is not None and await is_disconnected():
+                log.info("client disconnected; cancelling %s", request.request_id)
+                task.cancel()
+                break
+        with contextlib.suppress(asyncio.CancelledError):
+            await task  # re-raises the engine's errors; closing the stream cancels the request
+    finally:
+        if not task.done():
+            task.cancel()
     result.text = "".join(parts)
     return result
 

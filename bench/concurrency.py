@@ -1,0 +1,249 @@
+"""Concurrent serving: Hearth against `python -m llama_cpp.server` (and, if it starts, the
+batching server shipped in llama-cpp-python's source as examples/server/server.py), on the same
+GGUF, thread count and context, each run alone, one after the other. Goals (issue 6): Hearth at
+8 concurrent >= 2x llama_cpp.server and >= 0.9x the raw batched-decode ceiling; Hearth at 1
+concurrent >= 1.2x llama_cpp.server; /v1/sql warm-schema TTFT <= 0.3x cold.
+
+Sections (each can be skipped):
+  ceiling   raw low-level API, no HTTP: one llama_decode per step over 8 sequences (and over 1)
+  quant     the same raw single and 8-way decode for Q4_0, Q8_0, Q4_K_M (requantized from the
+            source file into var/bench/, speed only: requantizing compounds error) and the source
+  peers     openai client, streaming, temperature 0, `--max-tokens` per request, varied prompts
+            that make long answers; completion tokens counted from usage; each of c workers sends
+            `--rounds` requests back to back. Aggregate tok/s = all completion tokens / wall time.
+  sql       a fresh Hearth: one chat request (engine warm-up), then /v1/sql questions on the
+            sample database; the first is cold (no schema prefix cached), later ones are warm.
+
+Load check: see bench/common.py (figures on a busy machine are marked UNRELIABLE, exit status 3).
+
+    .venv/bin/python -m bench.concurrency          # full run
+    .venv/bin/python -m bench.concurrency --concurrency 1 2 --max-tokens 16 --rounds 1 \\
+        --quant-types Q4_0 --sql-questions 3       # quick check
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import json
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import llama_cpp
+from llama_cpp._internals import LlamaModel
+
+from bench.common import (API_KEY, CACHE, PROMPTS, ROOT, LoadGuard, add_load_args, guard_from_args, median,
+                          exit_on_sigterm, percentile, print_table, ratio, start_example_server, start_hearth, start_llama_cpp_server,
+                          stream_chat)
+from bench.raw import QUANT_TYPES, RawModel, quantized
+from server.settings import EMBEDDED_MODEL, resolve_model_path
+
+EXAMPLE_SERVER = Path("/tmp/lcp/llama_cpp_python-0.3.36/examples/server/server.py")
+PEERS = ["hearth", "llama_cpp.server", "example-server"]
+
+
+def raw_decode(path: Path, args, guard: LoadGuard, label: str) -> dict:
+    """Single-stream and `--ceiling-seqs`-way batched greedy decode tok/s, raw low-level API."""
+    n = args.ceiling_seqs
+    m = RawModel(path, n_threads=args.n_threads, n_ctx=args.n_ctx, n_seqs=n)
+    try:
+        prompts = [m.chat_tokens(PROMPTS[i % len(PROMPTS)]) for i in range(n)]
+        m.batched(prompts[:1], 8)  # warm-up
+        with guard.measure(f"{label} x1") as r1:
+            single = m.batched(prompts[:1], args.max_tokens)
+        with guard.measure(f"{label} x{n}") as rn:
+            multi = m.batched(prompts, args.max_tokens)
+    finally:
+        m.close()
+    return {"single": single, "multi": multi, "load": f"{r1.tag()}; {rn.tag()}",
+            "reliable": r1.reliable and rn.reliable}
+
+
+def drive(server, concurrency: int, args, guard: LoadGuard, count_tokens) -> dict:
+    """`concurrency` workers, each sending `--rounds` streaming requests back to back."""
+    client = server.client()
+
+    def worker(i: int):
+        return [stream_chat(client, server.model, PROMPTS[(i * args.rounds + r) % len(PROMPTS)], args.max_tokens)
+                for r in range(args.rounds)]
+
+    with guard.measure(f"{server.name} c={concurrency}") as rec:
+        t0 = time.perf_counter()
+        with ThreadPoolExecutor(concurrency) as pool:
+            results = [r for rs in pool.map(worker, range(concurrency)) for r in rs]
+        wall = time.perf_counter() - t0
+    for r in results:  # no usage in the stream: count the tokens of the text it sent
+        if not r.from_usage:
+            r.tokens = count_tokens(r.text)
+    tokens = sum(r.tokens for r in results)
+    return {
+        "peer": server.name, "c": concurrency, "n": len(results), "tps": tokens / wall,
+        "p50": median(r.latency for r in results), "p95": percentile([r.latency for r in results], 95),
+        "ttft50": median(r.ttft for r in results), "ttft95": percentile([r.ttft for r in results], 95),
+        "tok_req": tokens / len(results), "usage": all(r.from_usage for r in results),
+        "load": rec.tag(), "reliable": rec.reliable,
+    }
+
+
+def start_peer(name: str, path: Path, args):
+    if name == "hearth":
+        return start_hearth(str(path), n_threads=args.n_threads, n_ctx=args.n_ctx, n_slots=args.n_slots,
+                            extra=tuple(shlex.split(args.hearth_args)))
+    if name == "llama_cpp.server":
+        return start_llama_cpp_server(str(path), n_threads=args.n_threads, n_ctx=args.n_ctx)
+    return start_example_server(args.example_server, str(path), n_threads=args.n_threads, n_ctx=args.n_ctx,
+                                n_slots=args.n_slots)
+
+
+def sql_ttft(path: Path, args, guard: LoadGuard) -> dict:
+    lines = (ROOT / "server/sql/sample/pairs/test.jsonl").read_text().splitlines()
+    questions, shapes = [], set()
+    for row in map(json.loads, lines):  # different questions, one per SQL shape
+        if row["shape"] not in shapes:
+            shapes.add(row["shape"])
+            questions.append(row["question"])
+    questions = questions[: args.sql_questions]
+    server = start_hearth(str(path), n_threads=args.n_threads, n_ctx=args.n_ctx, n_slots=args.n_slots,
+                          extra=tuple(shlex.split(args.hearth_args)))
+    out = []
+    try:
+        stream_chat(server.client(), server.model, PROMPTS[0], 8)  # warms the engine, caches no schema
+        with guard.measure("sql ttft") as rec:
+            for q in questions:
+                try:  # one attempt: TTFT is the first attempt's anyway, and retries only add time
+                    r = httpx.post(server.base_url + "/v1/sql", timeout=args.sql_timeout,
+                                   headers={"Authorization": f"Bearer {API_KEY}"},
+                                   json={"question": q, "database": "sample", "execute": False, "max_attempts": 1,
+                                         "model": server.model})
+                except httpx.TimeoutException:
+                    print(f"  /v1/sql {q!r}: no answer in {args.sql_timeout:.0f} s")
+                    out.append((q, None, None, None))
+                    continue
+                if r.status_code != 200:
+                    print(f"  /v1/sql {q!r}: HTTP {r.status_code} {r.text[:300]}")
+                    out.append((q, None, None, None))
+                    continue
+                u = r.json()["usage"]
+                out.append((q, u["time_to_first_token_ms"], u["cached_tokens"], u["prompt_tokens"]))
+                print(f"  /v1/sql {'cold' if len(out) == 1 else 'warm'}: ttft {u['time_to_first_token_ms']} ms, "
+                      f"cached {u['cached_tokens']}/{u['prompt_tokens']}", flush=True)
+    finally:
+        server.stop()
+    return {"rows": out, "load": rec.tag(), "reliable": rec.reliable}
+
+
+def _vocab_only():
+    params = llama_cpp.llama_model_default_params()
+    params.vocab_only = True
+    return params
+
+
+def main() -> int:
+    exit_on_sigterm()
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default=EMBEDDED_MODEL, help="GGUF path (default: the embedded Q4_1 model)")
+    ap.add_argument("--n-threads", type=int, default=2)
+    ap.add_argument("--n-ctx", type=int, default=2048, help="context per request, every peer")
+    ap.add_argument("--n-slots", type=int, default=8, help="Hearth's and the example server's parallel sequences")
+    ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 8, 16])
+    ap.add_argument("--max-tokens", type=int, default=128)
+    ap.add_argument("--rounds", type=int, default=2, help="requests each concurrent worker sends")
+    ap.add_argument("--ceiling-seqs", type=int, default=8)
+    ap.add_argument("--peers", nargs="*", default=PEERS, choices=PEERS)
+    ap.add_argument("--example-server", type=Path, default=EXAMPLE_SERVER,
+                    help="examples/server/server.py from the llama-cpp-python sdist (skipped if missing)")
+    ap.add_argument("--quant-types", nargs="*", default=["Q4_0", "Q8_0", "Q4_K_M", "Q4_1"], choices=list(QUANT_TYPES),
+                    help="raw decode per quantization type; give the flag alone to skip")
+    ap.add_argument("--sql-questions", type=int, default=6, help="0 skips the /v1/sql warm/cold measurement")
+    ap.add_argument("--sql-timeout", type=float, default=300, help="seconds to wait for one /v1/sql answer")
+    ap.add_argument("--skip-ceiling", action="store_true")
+    ap.add_argument("--hearth-args", default="", help="extra `hearth serve` flags, e.g. \"--prefill-chunk 256\"")
+    add_load_args(ap)
+    args = ap.parse_args()
+    guard = guard_from_args(args)
+    path = resolve_model_path(args.model)
+    print(f"model {path.name}, n_threads {args.n_threads}, n_ctx {args.n_ctx}, n_slots {args.n_slots}, "
+          f"max_tokens {args.max_tokens}, temperature 0, concurrency {args.concurrency} x {args.rounds} rounds")
+
+    ceiling = None
+    if not args.skip_ceiling:
+        ceiling = raw_decode(path, args, guard, "ceiling")
+        print_table(["raw engine", "1 seq tok/s", f"{args.ceiling_seqs} seqs tok/s", "speed-up", "load"],
+                    [[path.name, ceiling["single"], ceiling["multi"], ratio(ceiling["multi"], ceiling["single"]),
+                      ceiling["load"]]], title="Raw batched-decode ceiling (one llama_decode per step, no HTTP)")
+
+    if args.quant_types:
+        rows = []
+        for qt in args.quant_types:
+            src_type = next((t for t in QUANT_TYPES if path.stem.upper().endswith(t)), None)
+            qpath = path if qt == src_type else quantized(path, qt, CACHE, args.n_threads)
+            r = raw_decode(qpath, args, guard, qt)
+            rows.append([qt + ("" if qpath == path else " (requantized)"), f"{qpath.stat().st_size / 2**20:.0f}",
+                         r["single"], r["multi"], ratio(r["multi"], r["single"]), r["load"]])
+        print_table(["type", "MiB", "1 seq tok/s", f"{args.ceiling_seqs} seqs tok/s", "speed-up", "load"], rows,
+                    title=f"Quantization types, raw engine (copies in {CACHE}; requantized from "
+                          f"{path.name}: for speed measurement only, accuracy compounds error)")
+
+    vocab = LlamaModel(path_model=str(path), params=_vocab_only(), verbose=False)
+    count_tokens = lambda text: len(vocab.tokenize(text.encode(), add_bos=False, special=False))  # noqa: E731
+    results = []
+    for name in args.peers:
+        if name == "example-server" and not args.example_server.exists():
+            print(f"\nexample-server: {args.example_server} not found; get it with `pip download --no-deps "
+                  f"--no-binary :all: llama-cpp-python==0.3.36 -d /tmp/lcp` and untar (skipped)")
+            continue
+        try:
+            server = start_peer(name, path, args)
+        except RuntimeError as exc:
+            print(f"\n{name} did not start (skipped): {str(exc)[-1500:]}")
+            continue
+        try:
+            stream_chat(server.client(), server.model, PROMPTS[-1], 8)  # warm-up
+            for c in args.concurrency:
+                r = drive(server, c, args, guard, count_tokens)
+                results.append(r)
+                print(f"  {name} c={c}: {r['tps']:.1f} tok/s  p50 {r['p50']:.2f}s  [{r['load']}]", flush=True)
+        finally:
+            server.stop()
+    if results:
+        print_table(["peer", "conc", "reqs", "agg tok/s", "p50 lat s", "p95 lat s", "p50 TTFT s", "p95 TTFT s",
+                     "tok/req", "load"],
+                    [[r["peer"], r["c"], r["n"], r["tps"], r["p50"], r["p95"], r["ttft50"], r["ttft95"],
+                      f"{r['tok_req']:.0f}" + ("" if r["usage"] else " (retok)"), r["load"]] for r in results],
+                    title="Concurrent streams")
+        by = {(r["peer"], r["c"]): r for r in results}
+        rows = []
+        for c in args.concurrency:
+            h = by.get(("hearth", c))
+            if not h:
+                continue
+            row = [c]
+            for peer in ("llama_cpp.server", "example-server"):
+                p = by.get((peer, c))
+                row += [ratio(h["tps"], p["tps"]) if p else "-", ratio(h["p95"], p["p95"]) if p else "-",
+                        ratio(h["ttft50"], p["ttft50"]) if p else "-"]
+            row.append(ratio(h["tps"], ceiling["multi"]) if ceiling and c == args.ceiling_seqs else "-")
+            rows.append(row)
+        print_table(["conc", "tok/s vs lcp.server", "p95 vs lcp", "TTFT vs lcp", "tok/s vs example", "p95 vs ex",
+                     "TTFT vs ex", "tok/s vs ceiling"], rows, title="Hearth ratios (>1 = Hearth higher)")
+        print("goals: hearth c=8 >= 2x llama_cpp.server and >= 0.9x ceiling; hearth c=1 >= 1.2x llama_cpp.server")
+
+    if args.sql_questions:
+        s = sql_ttft(path, args, guard)
+        rows = [[("cold" if i == 0 else "warm"), q[:50], ttft, cached, prompt] for i, (q, ttft, cached, prompt)
+                in enumerate(s["rows"])]
+        print_table(["", "question", "TTFT ms", "cached tok", "prompt tok"], rows,
+                    title=f"/v1/sql time to first token, schema prefix cold vs warm [{s['load']}]")
+        warm = [r[1] for r in s["rows"][1:] if r[1] is not None]  # a failed first request: no ratio
+        cold = s["rows"][0][1] if s["rows"] else None
+        if warm and cold:
+            print(f"warm median / cold: {ratio(median(warm), cold):.2f}x (goal <= 0.3x)"
+                  f"{'' if s['reliable'] else '  UNRELIABLE'}")
+    return guard.summary_exit()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,133 @@
+"""Single-stream decode tokens/s and time to first token: Hearth's HTTP API against raw
+llama-cpp-python on the same GGUF, in one run. Goal (issue 2): Hearth HTTP >= 0.95x raw decode.
+
+Three modes, each run alone, one after the other:
+  raw       a direct low-level loop: llama_decode of one token, greedy sampler, repeat (no HTTP)
+  generate  llama_cpp.Llama.generate, greedy (the high-level API; no HTTP)
+  hearth    a real `hearth serve` subprocess driven by the official openai client, streaming,
+            temperature 0 (TTFT and decode rate as the client sees them)
+Every mode runs the same prompts (chat template applied the way Hearth applies it) with the same
+max_tokens, `--repeats` times. Decode tok/s = (tokens - 1) / (last token time - first token time).
+
+Load check: see bench/common.py. Figures taken while other work used the cores are marked
+UNRELIABLE and the script exits with status 3.
+
+    .venv/bin/python -m bench.serve                       # full run (about 2 minutes)
+    .venv/bin/python -m bench.serve --max-tokens 16 --prompts 2 --repeats 1   # quick check
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+from bench.common import (PROMPTS, LoadGuard, add_load_args, guard_from_args, median, print_table, ratio,
+                          exit_on_sigterm, start_hearth, stream_chat)
+from bench.raw import GenerateModel, RawModel
+from server.settings import EMBEDDED_MODEL, resolve_model_path
+
+
+def run_mode(name: str, runner, prompts: list[str], args, guard: LoadGuard) -> dict:
+    """runner(prompt_text) -> (ttft_s, decode_tps, n_tokens, text). One warm-up, then repeats."""
+    runner(prompts[0])  # warm-up: first-call allocations and page faults are not what we measure
+    ttfts, rates, ntoks, texts, reliable = [], [], [], {}, True
+    for rep in range(args.repeats):
+        with guard.measure(f"{name} pass {rep + 1}") as rec:
+            for p in prompts:
+                ttft, tps, n, text = runner(p)
+                ttfts.append(ttft)
+                if tps == tps:  # nan when the answer had a single token
+                    rates.append(tps)
+                ntoks.append(n)
+                texts.setdefault(p, text)
+        reliable &= rec.reliable
+        print(f"  {name} pass {rep + 1}: decode {median(rates[-len(prompts):]):.1f} tok/s, "
+              f"ttft {1000 * median(ttfts[-len(prompts):]):.0f} ms  [{rec.tag()}]", flush=True)
+    return {"name": name, "tps": median(rates), "ttft": median(ttfts), "tokens": sum(ntoks) / len(ntoks),
+            "texts": texts, "reliable": reliable}
+
+
+def main() -> int:
+    exit_on_sigterm()
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default=EMBEDDED_MODEL, help="GGUF path (default: the embedded Q4_1 model)")
+    ap.add_argument("--n-threads", type=int, default=2)
+    ap.add_argument("--n-ctx", type=int, default=2048, help="context per sequence (Hearth's --n-ctx)")
+    ap.add_argument("--n-slots", type=int, default=8, help="Hearth's --n-slots (as deployed)")
+    ap.add_argument("--max-tokens", type=int, default=128)
+    ap.add_argument("--prompts", type=int, default=4, help="how many of the fixed prompts to use")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--modes", nargs="+", default=["raw", "generate", "hearth"], choices=["raw", "generate", "hearth"])
+    ap.add_argument("--hearth-args", default="", help="extra `hearth serve` flags, e.g. \"--prefill-chunk 256\"")
+    add_load_args(ap)
+    args = ap.parse_args()
+    guard = guard_from_args(args)
+    path = resolve_model_path(args.model)
+    prompts = PROMPTS[: args.prompts]
+    print(f"model {path.name}, n_threads {args.n_threads}, n_ctx {args.n_ctx}, max_tokens {args.max_tokens}, "
+          f"{len(prompts)} prompts x {args.repeats} repeats, temperature 0")
+
+    # Prompt tokens exactly as Hearth builds them, from a throwaway raw model.
+    tok_model = RawModel(path, n_threads=args.n_threads, n_ctx=args.n_ctx)
+    prompt_tokens = {p: tok_model.chat_tokens(p) for p in prompts}
+    results = []
+
+    if "raw" in args.modes:
+        m = tok_model
+
+        def raw_run(p):
+            r = m.greedy(prompt_tokens[p], args.max_tokens)
+            return r.ttft, r.decode_tps, len(r.tokens), m.detokenize(r.tokens)
+
+        results.append(run_mode("raw", raw_run, prompts, args, guard))
+    detok = tok_model.detokenize
+    if "generate" in args.modes:
+        g = GenerateModel(path, n_threads=args.n_threads, n_ctx=args.n_ctx)
+
+        def gen_run(p):
+            r = g.greedy(prompt_tokens[p], args.max_tokens)
+            return r.ttft, r.decode_tps, len(r.tokens), detok(r.tokens)
+
+        try:
+            results.append(run_mode("generate", gen_run, prompts, args, guard))
+        finally:
+            g.close()
+    tok_model.close()  # frees the context before Hearth loads its own
+
+    if "hearth" in args.modes:
+        server = start_hearth(str(path), n_threads=args.n_threads, n_ctx=args.n_ctx, n_slots=args.n_slots,
+                              extra=tuple(shlex.split(args.hearth_args)))
+        try:
+            client = server.client()
+
+            def hearth_run(p):
+                r = stream_chat(client, server.model, p, args.max_tokens)
+                return r.ttft, r.decode_tps, r.tokens, r.text
+
+            results.append(run_mode("hearth", hearth_run, prompts, args, guard))
+        finally:
+            server.stop()
+
+    rows = [[r["name"], f"{r['tps']:.1f}", f"{1000 * r['ttft']:.1f}", f"{r['tokens']:.0f}",
+             "yes" if r["reliable"] else "UNRELIABLE"] for r in results]
+    print_table(["mode", "decode tok/s (median)", "TTFT ms (median)", "tokens/answer", "quiet machine"], rows,
+                title="Single stream")
+    by = {r["name"]: r for r in results}
+    if "hearth" in by:
+        for base in ("raw", "generate"):
+            if base in by:
+                h, b = by["hearth"], by[base]
+                same = sum(h["texts"][p] == b["texts"][p] for p in prompts)
+                flag = "" if h["reliable"] and b["reliable"] else "  UNRELIABLE"
+                print(f"hearth / {base}: decode {ratio(h['tps'], b['tps']):.3f}x, TTFT {ratio(h['ttft'], b['ttft']):.2f}x, "
+                      f"identical greedy text {same}/{len(prompts)}{flag}")
+        if "raw" in by:
+            goal = ratio(by["hearth"]["tps"], by["raw"]["tps"]) >= 0.95
+            print(f"goal hearth decode >= 0.95x raw: {'met' if goal else 'NOT met'}")
+    return guard.summary_exit()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
