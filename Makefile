@@ -34,12 +34,19 @@ install-train: $(VENV)/.train-installed
 run: install
 	$(VENV)/bin/hearth serve --host $(HOST) --port $(PORT)
 
-# The whole test suite (real model, real SQLite, PostgreSQL and MariaDB).
-test: install
+# The whole test suite (real model, real SQLite, PostgreSQL and MariaDB, and short training runs;
+# the training stack comes in: torch==2.13.0 from local disk, transformers, peft).
+test: install-train
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-bench: install
-	$(PY) bench/serve.py
+$(VENV)/.bench-installed: $(VENV)/.serve-installed
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PY) -m pip install --quiet -e '.[serve,dev,bench]'
+	touch $@
+
+# Serving benchmarks (need a quiet machine: they refuse to report figures taken under load).
+bench: $(VENV)/.bench-installed
+	$(PY) -m bench.serve --wait-quiet 60
+	$(PY) -m bench.concurrency --wait-quiet 60
 
 clean:
 	rm -rf $(VENV) var build *.egg-info

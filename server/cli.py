@@ -22,12 +22,10 @@ VERBS: dict[str, tuple[str, str]] = {
     "plan": ("training.cli", "Recommend a training recipe for the data and this hardware."),
     "data": ("training.cli", "Clean, mix and tokenize the training data; write its manifest."),
     "train": ("training.cli", "Train a LoRA (or full) domain adapter from a recipe."),
-    "vocab": ("training.cli", "Expand the vocabulary with domain tokens."),
     "merge": ("quantize.cli", "Merge a LoRA adapter into its base model."),
     "export": ("quantize.cli", "Convert a Hugging Face model directory to GGUF."),
     "quantize": ("quantize.cli", "Quantize a GGUF and check it against the unquantized model."),
-    "pipeline": ("training.pipeline", "Run data → train → merge → export → quantize → eval from a recipe."),
-    "eval": ("training.eval_cli", "Evaluate model variants and write a report."),
+    "pipeline": ("training.pipeline", "Run data → train → merge → export → quantize from a recipe."),
 }
 
 # ServerSettings fields that have flags (nested sections are set via YAML or HEARTH_X__Y env vars).

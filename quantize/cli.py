@@ -1,0 +1,115 @@
+"""Verbs `hearth merge`, `hearth export`, `hearth quantize`.
+
+Each accepts either a recipe YAML (paths come from its run folder: <run>/adapter → <run>/merged →
+<run>/gguf/<name>-F16.gguf → <run>/gguf/<name>-<TYPE>.gguf) or explicit paths.
+torch/transformers/llama_cpp are imported inside run(), never at import time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+DEFAULT_TEXTS = [
+    "Write one SQLite SELECT query that answers the question.\nQuestion: How many orders were shipped in 2024?",
+    "SELECT c.company_name, SUM(oi.quantity * oi.unit_price) AS revenue FROM customers c JOIN orders o "
+    "ON o.customer_id = c.customer_id JOIN order_items oi ON oi.order_id = o.order_id GROUP BY c.company_name",
+    "The water cycle describes how water evaporates, condenses into clouds and falls back as rain.",
+    "Please find attached the invoice for last month's office supplies. Payment is due within 30 days.",
+]
+
+
+def add_arguments(parser: argparse.ArgumentParser, verb: str) -> None:
+    parser.add_argument("target", help="Recipe YAML, or the input path (adapter dir / HF model dir / f16 GGUF).")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="Recipe override (with a recipe target).")
+    parser.add_argument("--out", default=None, help="Output path (default: in the recipe's run folder).")
+    if verb == "merge":
+        parser.add_argument("--base", default=None, help="Base model of the adapter (default: the recipe's).")
+    if verb == "export":
+        parser.add_argument("--tokenizer-gguf", default=None, help="GGUF whose tokenizer metadata is copied "
+                            "(default: the embedded SmolLM2; must have the same vocabulary).")
+        parser.add_argument("--name", default=None, help="general.name written into the GGUF.")
+    if verb == "quantize":
+        parser.add_argument("--types", nargs="+", default=None, help="Quantizations, e.g. Q8_0 Q4_K_M Q4_0 Q4_1.")
+        parser.add_argument("--no-check", action="store_true", help="Skip the comparison with the f16 model.")
+
+
+def _recipe(args):
+    if str(args.target).endswith((".yaml", ".yml")):
+        from training.recipe import load_recipe
+
+        return load_recipe(args.target, args.overrides)
+    return None
+
+
+def check_texts(recipe, limit: int) -> list[str]:
+    """Held-out texts: the run's validation samples (never trained on), else built-in ones."""
+    if recipe is not None:
+        val = recipe.run_dir() / "data" / "val.jsonl"
+        if val.exists():
+            from training.io import read_jsonl
+            from training.model import load_tokenizer
+
+            tok = load_tokenizer(recipe.base_model)
+            texts = [tok.decode(r["input_ids"][-400:]) for r in read_jsonl(val)[:limit]]
+            if texts:
+                return texts
+    return DEFAULT_TEXTS[:limit]
+
+
+def run_merge(args, recipe) -> dict:
+    from .merge import merge
+
+    adapter = Path(args.target) if recipe is None else recipe.run_dir() / "adapter"
+    base = args.base or (recipe.base_model if recipe else None)
+    if base is None:
+        raise ValueError("--base is required without a recipe")
+    out = Path(args.out) if args.out else (recipe.run_dir() / "merged" if recipe else adapter.parent / "merged")
+    return merge(adapter, base, out) | {"out": str(out)}
+
+
+def run_export(args, recipe) -> dict:
+    from .export import export_gguf
+
+    src = Path(args.target) if recipe is None else recipe.run_dir() / "merged"
+    name = getattr(args, "name", None) or (recipe.name if recipe else src.name)
+    out = Path(args.out) if args.out else (recipe.run_dir() / "gguf" / f"{name}-F16.gguf" if recipe
+                                           else src.with_suffix(".gguf"))
+    return export_gguf(src, out, tokenizer_gguf=getattr(args, "tokenizer_gguf", None), name=name)
+
+
+def run_quantize(args, recipe) -> dict:
+    from training.io import sha256_file, write_json
+
+    from .quant import compare, next_token_logprobs, quantize
+
+    if recipe is not None:
+        src = recipe.run_dir() / "gguf" / f"{recipe.name}-F16.gguf"
+        types = args.types or recipe.export.quant_types
+        n_texts = recipe.export.check_prompts
+    else:
+        src, types, n_texts = Path(args.target), args.types or ["Q8_0", "Q4_K_M"], 8
+    out_dir = Path(args.out) if args.out else src.parent
+    stem = src.name.removesuffix(".gguf").removesuffix("-F16")
+    texts = None if args.no_check else check_texts(recipe, n_texts)
+    reference = next_token_logprobs(src, texts) if texts else None
+    results = {}
+    for qtype in types:
+        res = quantize(src, out_dir / f"{stem}-{qtype.upper()}.gguf", qtype)
+        if reference is not None:
+            res["check"] = compare(reference, next_token_logprobs(res["path"], texts))
+        results[qtype.upper()] = res
+        print(json.dumps({qtype: {k: v for k, v in res.items() if k != "sha256"}}, indent=1))
+    manifest = {"source": str(src), "source_sha256": sha256_file(src), "check_texts": len(texts or []),
+                "run": str(recipe.run_dir()) if recipe else None, "outputs": results}
+    write_json(out_dir / f"{stem}-quantize.json", manifest)
+    return manifest
+
+
+def run(args: argparse.Namespace, verb: str) -> int:
+    recipe = _recipe(args)
+    result = {"merge": run_merge, "export": run_export, "quantize": run_quantize}[verb](args, recipe)
+    print(json.dumps(result, indent=2, default=str))
+    return 0

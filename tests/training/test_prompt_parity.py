@@ -1,0 +1,60 @@
+"""Training prompts are the served prompts, token for token.
+
+A SQL pair goes through training/sql.py (server.sql.prompt.sql_messages + sql_answer, rendered by
+the HF tokenizer's chat template); the same question goes through what POST /v1/sql does (the
+GGUF's template rendered by server/engine/template.py, tokenized by llama.cpp). The trained prompt
+(everything before the first trained token) must equal the served prompt's tokens, and the
+trained tokens must be the SQL followed by <|im_end|>.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+pytestmark = pytest.mark.model
+
+
+@pytest.fixture(scope="module")
+def llama_vocab():
+    from llama_cpp import Llama
+
+    from server.settings import embedded_model_path
+
+    llm = Llama(model_path=str(embedded_model_path()), vocab_only=True, verbose=False)
+    yield llm
+    llm.close()
+
+
+@pytest.mark.parametrize("k", [0, 3])
+def test_sql_sample_tokens_match_serving(tmp_path, tokenizer, llama_vocab, data_dir, k):
+    from server.engine.template import ChatTemplate
+    from server.sql.prompt import sql_messages
+    from server.sql.retrieval import ExampleIndex, load_examples, prune_tables
+    from server.sql.sample.paths import PAIRS_DIR
+    from training.sql import load_schema, sql_samples
+    from training.tokens import IGNORE, encode_chat
+
+    pairs = tmp_path / "pairs.jsonl"
+    rows = (PAIRS_DIR / "train.jsonl").read_text().splitlines()
+    pairs.write_text("\n".join(rows[100:103]) + "\n")
+    sample = sql_samples(pairs, few_shot_k=k, examples_path=PAIRS_DIR / "train.jsonl")[0]
+    ids, labels = encode_chat(tokenizer, sample["messages"], last_turn_only=True)
+    first = next(i for i, t in enumerate(labels) if t != IGNORE)
+
+    # What the server does for the same question (SqlService.generate → LlamaEngine.render_chat).
+    row = json.loads(rows[100])
+    schema = load_schema("sample")
+    index = ExampleIndex(load_examples(PAIRS_DIR / "train.jsonl"))
+    shots = [ex for ex in index.nearest(row["question"], k + 1) if ex.question != row["question"]][:k]
+    served = sql_messages(schema, row["question"], tables=prune_tables(schema, row["question"], 12), examples=shots)
+    meta = llama_vocab.metadata
+    template = ChatTemplate(meta["tokenizer.chat_template"], bos_token="<|im_start|>", eos_token="<|im_end|>")
+    text = template.render(served, add_generation_prompt=True)
+    served_ids = llama_vocab.tokenize(text.encode(), add_bos=False, special=True)
+
+    assert ids[:first] == served_ids
+    answer = [t for t in labels if t != IGNORE]
+    assert tokenizer.decode(answer) == row["sql"] + "<|im_end|>"
+    assert llama_vocab.tokenize(row["sql"].encode(), add_bos=False, special=True) + [2] == answer

@@ -1,0 +1,84 @@
+"""Speed tricks must not change the maths: packed rows and shared prefixes give the same loss and
+gradients as computing every sample on its own; labels cover the answers only."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from training.loop import batch_loss
+from training.tokens import IGNORE, Batch, encode_chat, make_batches, pack
+
+pytestmark = pytest.mark.train
+
+
+def _samples(tokenizer, n=6):
+    head = "Schema: CREATE TABLE t (a INT, b TEXT); " * 6  # a long prompt prefix shared by every sample
+    out = []
+    for i in range(n):
+        msgs = [{"role": "user", "content": head + f"Question {i}: how many rows have a > {i * 3}?"},
+                {"role": "assistant", "content": f"SELECT COUNT(*) FROM t WHERE a > {i * 3}" + " AND b = 'x'" * (i % 3)}]
+        ids, labels = encode_chat(tokenizer, msgs, last_turn_only=True)
+        out.append({"input_ids": ids, "labels": labels, "source": "s", "id": str(i)})
+    return out
+
+
+def _single(sample) -> Batch:
+    return Batch("packed", [sample["input_ids"]], [sample["labels"]], [list(range(len(sample["input_ids"])))])
+
+
+def _loss_and_grads(model, batches):
+    model.zero_grad()
+    total, count = 0.0, 0
+    for b in batches:
+        loss, n = batch_loss(model, b, torch.device("cpu"), 2)
+        loss.backward()
+        total, count = total + float(loss.detach()), count + n
+    grads = {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None}
+    return total, count, grads
+
+
+@pytest.fixture
+def model(tiny_model):
+    from training.model import load_model
+
+    torch.manual_seed(0)
+    return load_model(str(tiny_model))
+
+
+def test_labels_cover_the_answer_and_im_end(tokenizer):
+    s = _samples(tokenizer, 1)[0]
+    trained = [t for t in s["labels"] if t != IGNORE]
+    assert tokenizer.decode(trained) == "SELECT COUNT(*) FROM t WHERE a > 0<|im_end|>"
+
+
+def test_packed_rows_equal_separate_samples(model, tokenizer):
+    samples = _samples(tokenizer)
+    ref = _loss_and_grads(model, [_single(s) for s in samples])
+    packed = pack(samples, seq_len=4 * max(len(s["input_ids"]) for s in samples))
+    assert len(packed) < len(samples)
+    got = _loss_and_grads(model, packed)
+    assert got[1] == ref[1]
+    assert got[0] == pytest.approx(ref[0], rel=1e-4)
+    for k in ref[2]:
+        torch.testing.assert_close(got[2][k], ref[2][k], rtol=1e-3, atol=1e-5)
+
+
+def test_shared_prefix_equals_separate_samples(model, tokenizer):
+    samples = _samples(tokenizer)
+    ref = _loss_and_grads(model, [_single(s) for s in samples])
+    batches = make_batches(samples, batch_size=3, seq_len=4096, seed=0, share_prefix=True, min_prefix=32)
+    assert {b.kind for b in batches} == {"prefix"} and all(len(b.prefix) > 50 for b in batches)
+    assert sum(b.computed_tokens for b in batches) < 0.6 * sum(b.sample_tokens for b in batches)
+    got = _loss_and_grads(model, batches)
+    assert got[1] == ref[1]
+    assert got[0] == pytest.approx(ref[0], rel=1e-4)
+    for k in ref[2]:
+        torch.testing.assert_close(got[2][k], ref[2][k], rtol=1e-3, atol=1e-5)
+
+
+def test_batches_are_deterministic(tokenizer):
+    samples = _samples(tokenizer)
+    a = make_batches(samples, batch_size=2, seq_len=4096, seed=5)
+    b = make_batches(samples, batch_size=2, seq_len=4096, seed=5)
+    assert [x.rows for x in a] == [x.rows for x in b]

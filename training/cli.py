@@ -1,0 +1,65 @@
+"""Verbs `hearth plan`, `hearth data`, `hearth train` (registered in server/cli.py VERBS).
+
+Each takes a recipe YAML and `--set key=value` overrides (CLI > HEARTH_* env > YAML > defaults).
+torch is imported inside run(), never at import time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def add_arguments(parser: argparse.ArgumentParser, verb: str) -> None:
+    parser.add_argument("recipe", nargs="?", default=None, help="Recipe YAML (see training/recipes/).")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="Override a recipe value, e.g. --set train.lr=1e-4 (repeatable).")
+    parser.add_argument("--out-dir", default=None, help="Run folder (default var/runs/<name>).")
+    if verb == "train":
+        parser.add_argument("--resume", action="store_true", help="Continue from the last checkpoint in the run folder.")
+        parser.add_argument("--max-steps", type=int, default=None, help="Stop after this many optimizer steps.")
+        parser.add_argument("--no-progress", action="store_true", help="No progress bar (metrics still go to metrics.jsonl).")
+    if verb == "plan":
+        parser.add_argument("--json", action="store_true", help="Print the plan as JSON.")
+
+
+def load(args: argparse.Namespace):
+    from .recipe import load_recipe
+
+    overrides = list(args.overrides)
+    if args.out_dir:
+        overrides.append(f"out_dir={args.out_dir}")
+    if getattr(args, "max_steps", None):
+        overrides.append(f"train.max_steps={args.max_steps}")
+    return load_recipe(args.recipe, overrides)
+
+
+def run(args: argparse.Namespace, verb: str) -> int:
+    recipe = load(args)
+    if verb == "data":
+        from .prepare import prepare
+
+        manifest = prepare(recipe)
+        print(json.dumps({"split": manifest["split"], "mix": manifest["mix"]["achieved"],
+                          "roles": manifest["mix"]["roles"]}, indent=2))
+        print(f"wrote {recipe.run_dir() / 'data'}")
+        return 0
+    if verb == "plan":
+        from dataclasses import asdict
+
+        from .plan import format_plan, plan_from_run
+
+        if not (recipe.run_dir() / "data" / "manifest.json").exists():  # the plan needs the data's counts
+            from .prepare import prepare
+
+            prepare(recipe)
+        plan = plan_from_run(recipe)
+        print(json.dumps(asdict(plan), indent=2) if args.json else format_plan(plan))
+        return 0
+    if verb == "train":
+        from .train import train
+
+        summary = train(recipe, resume=args.resume, progress=not args.no_progress)
+        print(json.dumps(summary, indent=2))
+        return 0
+    raise ValueError(f"`hearth {verb}` is not implemented yet (issue 4: vocabulary expansion is still open)")

@@ -1,0 +1,165 @@
+"""The training recipe: one pydantic-settings model, read from YAML.
+
+Precedence, highest first (as in server/settings.py): CLI (`--set train.lr=1e-4`, and the verbs'
+own flags) > environment (HEARTH_ prefix, `__` between levels: HEARTH_TRAIN__LR=1e-4) > the YAML
+recipe > the defaults below. Each option is documented once, on its Field.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+EMBEDDED = "embedded:smollm2"
+
+
+class Source(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(description="Name of this input in the manifest.")
+    kind: Literal["corpus", "chat", "sql", "replay"] = Field(
+        description="corpus: folder/file of .txt .md .html .jsonl; chat: JSONL messages or prompt/response; "
+                    "sql: JSONL question/sql/database pairs; replay: the base model's answers to general prompts.")
+    path: str | None = Field(None, description="File or folder (replay: cache file, default <out_dir>/replay.jsonl).")
+    role: Literal["domain", "general", "instruction"] = Field("domain", description="Role in the mix (training/mix.py).")
+    few_shot_k: int = Field(3, ge=0, le=20, description="sql: retrieved examples per prompt; must equal serving's sql.few_shot_k.")
+    schema_source: Literal["live", "ddl"] = Field("live", description="sql: introspect the configured database (as served) or use the sample DDL.")
+    examples_path: str | None = Field(None, description="sql: file serving retrieves examples from (default: path).")
+    near_dup_threshold: float = Field(0.8, gt=0, le=1, description="Jaccard of word 5-shingles above which a sample is a near duplicate (1 = off).")
+    limit: int | None = Field(None, ge=1, description="Use only the first N samples (after cleaning).")
+    replay_prompts: int | None = Field(None, ge=1, description="replay: how many of the project's general prompts to answer.")
+
+
+class DataConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    ratio: float = Field(5.0, ge=0, description="General loss tokens per domain loss token (1:5 → 5).")
+    mip_fraction: float = Field(0.0, ge=0, lt=1, description="Share of the mix's loss tokens that are instruction pairs (MIP).")
+    domain_repeat: int = Field(1, ge=1, description="Times each domain sample appears in the mix.")
+    max_repeat: int = Field(1, ge=1, description="Max passes over a general/instruction pool that is too small.")
+    seed: int = Field(0, description="Seed of every shuffle (mix, validation split, batch order).")
+    min_chars: int = Field(16, ge=0, description="Drop samples shorter than this (characters).")
+    max_chars: int = Field(20000, ge=1, description="Drop samples longer than this (characters, after chunking).")
+    chunk_chars: int = Field(4000, ge=64, description="Cut corpus documents at paragraphs into pieces of at most this.")
+    val_fraction: float = Field(0.05, ge=0, lt=0.5, description="Held-out share of the mix for validation loss (at most 64 samples).")
+
+
+class TrainConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    method: Literal["lora", "full"] = Field("lora", description="LoRA adapter (keeps the chat model's behaviour) or full fine-tuning.")
+    lora_r: int = Field(16, ge=1, description="LoRA rank.")
+    lora_alpha: int = Field(32, ge=1, description="LoRA alpha (scale = alpha / r).")
+    lora_dropout: float = Field(0.0, ge=0, lt=1, description="LoRA dropout (costs ~2 s/step on 2 CPU cores; 0 by default).")
+    target_modules: list[str] = Field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+        description="Linear layers that get adapters.")
+    lr: float = Field(2e-4, gt=0, description="Peak learning rate (AdamW), after linear warmup, cosine decay to 10%.")
+    warmup_steps: int = Field(5, ge=0, description="Linear warmup, in optimizer steps.")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
+    epochs: float = Field(1.0, gt=0, description="Passes over the training mix.")
+    max_steps: int | None = Field(None, ge=1, description="Stop after this many optimizer steps (overrides epochs).")
+    batch_size: int = Field(8, ge=1, description="Samples per micro-batch.")
+    grad_accum: int = Field(1, ge=1, description="Micro-batches per optimizer step.")
+    seq_len: int = Field(2048, ge=16, description="Max tokens of one sample / packed row.")
+    share_prefix: bool = Field(True, description="Compute a prompt prefix shared by a batch (the schema) once.")
+    grad_clip: float = Field(1.0, gt=0, description="Gradient norm clip.")
+    eval_every: int = Field(20, ge=1, description="Validation loss every N optimizer steps.")
+    save_every: int = Field(20, ge=1, description="Checkpoint every N optimizer steps (atomic; --resume continues from it).")
+    keep_checkpoints: int = Field(2, ge=1, description="Checkpoints kept on disk.")
+    patience: int | None = Field(3, ge=1, description="Early stop after N evaluations without a better validation loss (None: never).")
+    threads: int | None = Field(None, ge=1, description="torch CPU threads (default: all cores this process may use).")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA if present (bf16), else CPU (fp32).")
+    seed: int = Field(0, description="Seed of the adapter initialisation.")
+
+
+class ExportConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    quant_types: list[str] = Field(default_factory=lambda: ["Q8_0", "Q4_K_M"], description="llama.cpp quantizations to produce.")
+    check_prompts: int = Field(8, ge=1, description="Held-out prompts used to compare each quantization with f16.")
+    serve_quant: str = Field("Q8_0", description="Quantization registered for `hearth serve`.")
+
+
+class Recipe(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="HEARTH_", env_nested_delimiter="__", extra="forbid")
+
+    name: str = Field("domain", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="Run and served model name.")
+    base_model: str = Field(EMBEDDED, description="HF model directory, a GGUF file (dequantized), or embedded:smollm2.")
+    out_dir: str | None = Field(None, description="Run folder (default var/runs/<name>).")
+    sources: list[Source] = Field(default_factory=list, description="Inputs (see Source).")
+    data: DataConfig = Field(default_factory=DataConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    export: ExportConfig = Field(default_factory=ExportConfig)
+
+    @model_validator(mode="after")
+    def _check(self) -> "Recipe":
+        if not any(s.role == "domain" for s in self.sources) and self.sources:
+            raise ValueError("sources: at least one source needs role: domain")
+        names = [s.name for s in self.sources]
+        if len(set(names)) != len(names):
+            raise ValueError(f"sources: names must be unique, got {names}")
+        return self
+
+    def run_dir(self) -> Path:
+        return Path(self.out_dir or f"var/runs/{self.name}")
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings: PydanticBaseSettingsSource,
+                                   env_settings: PydanticBaseSettingsSource, dotenv_settings, file_secret_settings):
+        return init_settings, env_settings  # the YAML is merged into init below, under the CLI
+
+
+def _set_path(tree: dict, dotted: str, value: Any) -> None:
+    keys = dotted.split(".")
+    for k in keys[:-1]:
+        tree = tree.setdefault(k, {})
+    tree[keys[-1]] = value
+
+
+def _deep_merge(low: dict, high: dict) -> dict:
+    out = dict(low)
+    for k, v in high.items():
+        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def load_recipe(path: str | Path | None = None, overrides: list[str] | dict | None = None) -> Recipe:
+    """Recipe from YAML plus CLI overrides ("train.lr=1e-4" strings, values parsed as YAML).
+
+    Environment variables sit between the two: pydantic-settings gives init values priority over
+    env, so only the CLI goes into init, and YAML values that env also sets are dropped here.
+    """
+    import os
+
+    file_values: dict = {}
+    if path is not None:
+        p = Path(path)
+        if not p.exists():
+            raise FileNotFoundError(f"recipe {p} does not exist")
+        file_values = yaml.safe_load(p.read_text()) or {}
+        if not isinstance(file_values, dict):
+            raise ValueError(f"recipe {p}: expected a mapping at the top level")
+    cli: dict = {}
+    if isinstance(overrides, dict):
+        cli = overrides
+    else:
+        for item in overrides or []:
+            if "=" not in item:
+                raise ValueError(f"override {item!r}: expected key=value, e.g. train.lr=1e-4")
+            key, value = item.split("=", 1)
+            _set_path(cli, key.strip(), yaml.safe_load(value))
+    # env > YAML: remove from the YAML layer every key an HEARTH_* variable sets.
+    for var in os.environ:
+        if var.startswith("HEARTH_"):
+            keys = var[len("HEARTH_"):].lower().split("__")
+            node = file_values
+            for k in keys[:-1]:
+                node = node.get(k) if isinstance(node, dict) else None
+            if isinstance(node, dict):
+                node.pop(keys[-1], None)
+    return Recipe(**_deep_merge(file_values, cli))

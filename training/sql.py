@@ -1,0 +1,72 @@
+"""Text-to-SQL pairs → chat samples, through the server's own prompt function.
+
+`server.sql.prompt.sql_messages` builds the user turns exactly as POST /v1/sql does, and
+`sql_answer` the assistant turn, so the trained prompt is the served prompt token for token
+(tests/training/test_prompt_parity.py checks it against the GGUF's template in llama.cpp).
+
+Few-shot examples: serving puts the k nearest training pairs (server.sql.retrieval.ExampleIndex,
+k = SqlSettings.few_shot_k, default 3) in front of the question. Training does the same with the
+same index over the same training file, leaving the sample itself out (otherwise the answer
+would be in the prompt and the model would learn to copy). The recipe's `few_shot_k` must equal
+the served `sql.few_shot_k`; the pipeline writes it into the serving snippet.
+
+Schema: by default the one serving sees, introspected from the configured database (sample values
+included); `schema_source: ddl` uses the sample's DDL without connecting (no sample values, so
+the prompt differs slightly from serving: only for tests and for machines without the database).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .io import read_jsonl
+
+
+def load_schema(database: str, source: str = "live", dialect: str = "sqlite"):
+    """The DatabaseSchema serving would show for `database`."""
+    if source == "ddl":
+        from server.sql.sample.ddl import database_schema
+
+        return database_schema(dialect, name=database)
+    from server.settings import load_settings
+    from server.sql.connections import DatabaseRegistry
+    from server.sql.sample.paths import ensure_sample_database
+
+    configs = load_settings().databases
+    ensure_sample_database(configs)
+    return DatabaseRegistry(configs).get(database).schema()
+
+
+def sql_samples(path: str | Path, *, source: str = "sql", few_shot_k: int = 3, schema_source: str = "live",
+                max_prompt_tables: int = 12, examples_path: str | Path | None = None,
+                splits: tuple[str, ...] = ("train",)) -> list[dict]:
+    """One chat sample per pair: [user (instructions+schema+question), ..., assistant (SQL)].
+
+    `examples_path` is the file serving retrieves few-shot examples from (default: `path`).
+    """
+    from server.sql.prompt import Example, sql_answer, sql_messages
+    from server.sql.retrieval import ExampleIndex, load_examples, prune_tables
+
+    rows = [r for r in read_jsonl(path) if r.get("split", "train") in splits]
+    index = ExampleIndex(load_examples(examples_path or path)) if few_shot_k > 0 else None
+    schemas: dict[str, object] = {}
+    out = []
+    for row in rows:
+        db = row.get("database", "sample")
+        if db not in schemas:
+            schemas[db] = load_schema(db, schema_source)
+        schema = schemas[db]
+        shots: list[Example] = []
+        if index is not None:
+            # Ask for one more, then drop the pair itself (and exact copies of its question).
+            near = index.nearest(row["question"], few_shot_k + 1)
+            shots = [ex for ex in near if ex.question.strip() != row["question"].strip()][:few_shot_k]
+        tables = prune_tables(schema, row["question"], max_prompt_tables)
+        messages = sql_messages(schema, row["question"], tables=tables, examples=shots)
+        messages.append({"role": "assistant", "content": sql_answer(row["sql"])})
+        out.append({
+            "messages": messages, "source": source, "id": str(row.get("id", len(out))),
+            "verbatim": True, "dedup_key": f"{row['question']}\n{row['sql']}",
+            "shape": row.get("shape"),
+        })
+    return out
