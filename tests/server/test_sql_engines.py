@@ -110,8 +110,8 @@ def test_writes_through_the_endpoint_change_nothing(sql_server, database):
         assert body["result"] is None
     # And a model asked to write: whatever it answers, nothing may change.
     answer = sql_server.post("/v1/sql", json={"question": "Delete every cancelled order from the orders table.",
-                                              "database": database, "max_attempts": 2,
-                                              "max_tokens": 80}).json()
+                                              "database": database, "max_attempts": 1,
+                                              "max_tokens": 48, "constrained": False}).json()
     assert answer["status"] in ("ok", "rejected", "unanswerable", "execution_error")
     if answer["sql"] is not None:
         assert answer["sql"].lstrip().upper().startswith(("SELECT", "WITH", "("))

@@ -38,7 +38,7 @@ async def collect(engine, req):
     return tokens, finish
 
 
-async def wait_idle(engine, timeout=10.0):
+async def wait_idle(engine, timeout=60.0):
     for _ in range(int(timeout / 0.05)):
         if engine.stats().slots_in_use == 0:
             return
