@@ -1,7 +1,8 @@
 """Single-stream decode tokens/s and time to first token: Hearth's HTTP API against raw
 llama-cpp-python on the same GGUF, in one run. Goal (issue 2): Hearth HTTP >= 0.95x raw decode.
 
-Three modes, each run alone, one after the other:
+Three modes, all loaded at once, each pass run alone; passes alternate between modes
+(A B C, C B A, ...) so that drift in the machine's speed during the run hits every mode alike:
   raw       a direct low-level loop: llama_decode of one token, greedy sampler, repeat (no HTTP)
   generate  llama_cpp.Llama.generate, greedy (the high-level API; no HTTP)
   hearth    a real `hearth serve` subprocess driven by the official openai client, streaming,
@@ -29,24 +30,37 @@ from bench.raw import GenerateModel, RawModel
 from server.settings import EMBEDDED_MODEL, resolve_model_path
 
 
-def run_mode(name: str, runner, prompts: list[str], args, guard: LoadGuard) -> dict:
-    """runner(prompt_text) -> (ttft_s, decode_tps, n_tokens, text). One warm-up, then repeats."""
-    runner(prompts[0])  # warm-up: first-call allocations and page faults are not what we measure
-    ttfts, rates, ntoks, texts, reliable = [], [], [], {}, True
-    for rep in range(args.repeats):
-        with guard.measure(f"{name} pass {rep + 1}") as rec:
-            for p in prompts:
-                ttft, tps, n, text = runner(p)
-                ttfts.append(ttft)
-                if tps == tps:  # nan when the answer had a single token
-                    rates.append(tps)
-                ntoks.append(n)
-                texts.setdefault(p, text)
-        reliable &= rec.reliable
-        print(f"  {name} pass {rep + 1}: decode {median(rates[-len(prompts):]):.1f} tok/s, "
-              f"ttft {1000 * median(ttfts[-len(prompts):]):.0f} ms  [{rec.tag()}]", flush=True)
-    return {"name": name, "tps": median(rates), "ttft": median(ttfts), "tokens": sum(ntoks) / len(ntoks),
-            "texts": texts, "reliable": reliable}
+def run_pass(name: str, runner, prompts: list[str], rep: int, guard: LoadGuard, acc: dict) -> None:
+    """One pass of `runner(prompt) -> (ttft_s, decode_tps, n_tokens, text)` over the prompts."""
+    with guard.measure(f"{name} pass {rep + 1}") as rec:
+        rates, ttfts = [], []
+        for p in prompts:
+            ttft, tps, n, text = runner(p)
+            ttfts.append(ttft)
+            if tps == tps:  # nan when the answer had a single token
+                rates.append(tps)
+            acc["ntoks"].append(n)
+            acc["texts"].setdefault(p, text)
+    acc["rates"] += rates
+    acc["ttfts"] += ttfts
+    acc["reliable"] &= rec.reliable
+    print(f"  {name} pass {rep + 1}: decode {median(rates):.1f} tok/s, ttft {1000 * median(ttfts):.0f} ms  "
+          f"[{rec.tag()}]", flush=True)
+
+
+def run_interleaved(runners: dict, prompts: list[str], repeats: int, guard: LoadGuard) -> list[dict]:
+    """Passes alternate between modes (A B C, C B A, ...), so that a drift in the machine's speed
+    over the run (other tenants, clocks) falls on every mode alike instead of on whichever ran last."""
+    acc = {name: {"rates": [], "ttfts": [], "ntoks": [], "texts": {}, "reliable": True} for name in runners}
+    for runner in runners.values():
+        runner(prompts[0])  # warm-up: first-call allocations and page faults are not what we measure
+    order = list(runners)
+    for rep in range(repeats):
+        for name in (order if rep % 2 == 0 else order[::-1]):
+            run_pass(name, runners[name], prompts, rep, guard, acc[name])
+    return [{"name": n, "tps": median(a["rates"]), "ttft": median(a["ttfts"]),
+             "tokens": sum(a["ntoks"]) / len(a["ntoks"]), "texts": a["texts"], "reliable": a["reliable"]}
+            for n, a in acc.items()]
 
 
 def main() -> int:
@@ -58,7 +72,7 @@ def main() -> int:
     ap.add_argument("--n-slots", type=int, default=8, help="Hearth's --n-slots (as deployed)")
     ap.add_argument("--max-tokens", type=int, default=128)
     ap.add_argument("--prompts", type=int, default=4, help="how many of the fixed prompts to use")
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=4)
     ap.add_argument("--modes", nargs="+", default=["raw", "generate", "hearth"], choices=["raw", "generate", "hearth"])
     ap.add_argument("--hearth-args", default="", help="extra `hearth serve` flags, e.g. \"--prefill-chunk 256\"")
     add_load_args(ap)
@@ -69,46 +83,42 @@ def main() -> int:
     print(f"model {path.name}, n_threads {args.n_threads}, n_ctx {args.n_ctx}, max_tokens {args.max_tokens}, "
           f"{len(prompts)} prompts x {args.repeats} repeats, temperature 0")
 
-    # Prompt tokens exactly as Hearth builds them, from a throwaway raw model.
-    tok_model = RawModel(path, n_threads=args.n_threads, n_ctx=args.n_ctx)
-    prompt_tokens = {p: tok_model.chat_tokens(p) for p in prompts}
-    results = []
+    # Prompt tokens exactly as Hearth builds them, from the raw model.
+    raw = RawModel(path, n_threads=args.n_threads, n_ctx=args.n_ctx)
+    prompt_tokens = {p: raw.chat_tokens(p) for p in prompts}
+    runners, closers = {}, [raw.close]
+    try:
+        if "raw" in args.modes:
+            def raw_run(p):
+                r = raw.greedy(prompt_tokens[p], args.max_tokens)
+                return r.ttft, r.decode_tps, len(r.tokens), raw.detokenize(r.tokens)
 
-    if "raw" in args.modes:
-        m = tok_model
+            runners["raw"] = raw_run
+        if "generate" in args.modes:
+            g = GenerateModel(path, n_threads=args.n_threads, n_ctx=args.n_ctx)
+            closers.append(g.close)
 
-        def raw_run(p):
-            r = m.greedy(prompt_tokens[p], args.max_tokens)
-            return r.ttft, r.decode_tps, len(r.tokens), m.detokenize(r.tokens)
+            def gen_run(p):
+                r = g.greedy(prompt_tokens[p], args.max_tokens)
+                return r.ttft, r.decode_tps, len(r.tokens), raw.detokenize(r.tokens)
 
-        results.append(run_mode("raw", raw_run, prompts, args, guard))
-    detok = tok_model.detokenize
-    if "generate" in args.modes:
-        g = GenerateModel(path, n_threads=args.n_threads, n_ctx=args.n_ctx)
-
-        def gen_run(p):
-            r = g.greedy(prompt_tokens[p], args.max_tokens)
-            return r.ttft, r.decode_tps, len(r.tokens), detok(r.tokens)
-
-        try:
-            results.append(run_mode("generate", gen_run, prompts, args, guard))
-        finally:
-            g.close()
-    tok_model.close()  # frees the context before Hearth loads its own
-
-    if "hearth" in args.modes:
-        server = start_hearth(str(path), n_threads=args.n_threads, n_ctx=args.n_ctx, n_slots=args.n_slots,
-                              extra=tuple(shlex.split(args.hearth_args)))
-        try:
+            runners["generate"] = gen_run
+        if "hearth" in args.modes:
+            # All three stay loaded for the whole run (a few hundred MB); only one works at a time.
+            server = start_hearth(str(path), n_threads=args.n_threads, n_ctx=args.n_ctx, n_slots=args.n_slots,
+                                  extra=tuple(shlex.split(args.hearth_args)))
+            closers.append(server.stop)
             client = server.client()
 
             def hearth_run(p):
                 r = stream_chat(client, server.model, p, args.max_tokens)
                 return r.ttft, r.decode_tps, r.tokens, r.text
 
-            results.append(run_mode("hearth", hearth_run, prompts, args, guard))
-        finally:
-            server.stop()
+            runners["hearth"] = hearth_run
+        results = run_interleaved(runners, prompts, args.repeats, guard)
+    finally:
+        for close in reversed(closers):
+            close()
 
     rows = [[r["name"], f"{r['tps']:.1f}", f"{1000 * r['ttft']:.1f}", f"{r['tokens']:.0f}",
              "yes" if r["reliable"] else "UNRELIABLE"] for r in results]

@@ -11,22 +11,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from typing import Mapping
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from . import __version__
 from .engine.base import Engine
 from .error_handlers import install_error_handlers
+from .middleware import RequestMetricsMiddleware
 from .metrics import Metrics
-from .routers import health, openai, sql
+from .routers import health, openai, review, sql
 from .services.text_to_sql import SqlService
 from .services.chat import ChatService
 from .services.completions import CompletionService
 from .services.embeddings import EmbeddingService
 from .services.models import ModelPool
+from .services.review import ReviewService
 from .settings import ServerSettings
 
 log = logging.getLogger("hearth.app")
@@ -101,6 +102,7 @@ def create_app(settings: ServerSettings | None = None,
     app.state.api_keys = [k.encode() for k in settings.all_api_keys()]
     app.state.pool = None
     app.state.sql = SqlService(settings, app.state.metrics)
+    app.state.review = ReviewService(settings.review)
     app.state.load_error = None
     app.state.metrics.watch_engines(lambda: app.state.pool.stats() if app.state.pool else [])
     if engine is not None:
@@ -110,28 +112,9 @@ def create_app(settings: ServerSettings | None = None,
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_credentials=False,
                            allow_methods=["*"], allow_headers=["*"])
     install_error_handlers(app)
-    _install_request_metrics(app)
+    app.add_middleware(RequestMetricsMiddleware, metrics=app.state.metrics)
     app.include_router(health.router)
     app.include_router(openai.router)
     app.include_router(sql.router)
+    app.include_router(review.router)
     return app
-
-
-def _install_request_metrics(app: FastAPI) -> None:
-    metrics: Metrics = app.state.metrics
-
-    @app.middleware("http")
-    async def record(request: Request, call_next):
-        started = time.perf_counter()
-        metrics.in_flight.inc()
-        status = 500
-        try:
-            response = await call_next(request)
-            status = response.status_code
-            return response
-        finally:
-            metrics.in_flight.dec()
-            route = request.scope.get("route")
-            path = getattr(route, "path", "unmatched")
-            metrics.requests.labels(path, request.method, str(status)).inc()
-            metrics.latency.labels(path).observe(time.perf_counter() - started)

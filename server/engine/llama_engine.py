@@ -63,6 +63,7 @@ class LlamaEngine:
             raise HearthError(f"could not load model {name!r} from {self.path}: {exc}") from exc
         self._vocab = self._model.vocab
         self.n_vocab = self._model.n_vocab()
+        self._pieces: dict[int, bytes] = {}  # token -> bytes, filled as tokens are generated
         self.n_ctx_train = self._model.n_ctx_train()
         self.n_params = self._model.n_params()
         self.size_bytes = self._model.size()
@@ -124,6 +125,13 @@ class LlamaEngine:
 
     @functools.lru_cache(maxsize=65536)  # noqa: B019 - one engine per process lifetime, vocab-bounded
     def token_bytes(self, token: int) -> bytes:
+        """The token's bytes; memoised, since the scheduler asks once per generated token."""
+        piece = self._pieces.get(token)
+        if piece is None:
+            piece = self._pieces[token] = self._token_bytes(token)
+        return piece
+
+    def _token_bytes(self, token: int) -> bytes:
         buf = ctypes.create_string_buffer(64)
         n = llama_cpp.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, False)
         if n < 0:  # the piece is longer than the buffer: -n is the size it needs

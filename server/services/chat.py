@@ -32,7 +32,7 @@ from ..protocol.openai import (
     TopLogprobOut,
     Usage,
 )
-from .generation import SSE_DONE, grammar_for, new_id, run_to_end, sampling_params, sse, stream_events
+from .generation import SSE_DONE, TextChunkTemplate, grammar_for, new_id, run_to_end, sampling_params, sse, stream_events
 from .models import ModelPool
 
 log = logging.getLogger("hearth.chat")
@@ -103,6 +103,8 @@ class ChatService:
             ))
 
         yield chunk(ChatDelta(role="assistant", content="" if tool is None else None))
+        content_chunk = TextChunkTemplate(lambda text: ChatCompletionChunk(
+            id=request_id, model=engine.name, choices=[ChatChunkChoice(delta=ChatDelta(content=text))]))
         arguments = []
         try:
             async with aclosing(stream_events(engine, gen, self.metrics, engine.name)) as events:
@@ -111,8 +113,10 @@ class ChatService:
                         if tool is not None:
                             arguments.append(event.text)
                             continue
-                        lp = _logprobs(engine, [event]) if want_logprobs else None
-                        yield chunk(ChatDelta(content=event.text), logprobs=lp)
+                        if want_logprobs:
+                            yield chunk(ChatDelta(content=event.text), logprobs=_logprobs(engine, [event]))
+                        else:
+                            yield content_chunk(event.text)
                     else:
                         reason = event.finish_reason
                         if tool is not None:

@@ -10,7 +10,7 @@ from ..error_handlers import stream_error_event
 from ..errors import InvalidRequest, UnsupportedParameter
 from ..metrics import Metrics
 from ..protocol.openai import Completion, CompletionChoice, CompletionLogprobs, CompletionRequest, Usage
-from .generation import SSE_DONE, new_id, run_to_end, sampling_params, sse, stream_events
+from .generation import SSE_DONE, TextChunkTemplate, new_id, run_to_end, sampling_params, sse, stream_events
 from .models import ModelPool
 
 
@@ -68,14 +68,18 @@ class CompletionService:
             return sse(Completion(id=request_id, model=engine.name,
                                   choices=[CompletionChoice(text=text, finish_reason=finish, logprobs=lp)]))
 
+        text_chunk = TextChunkTemplate(lambda text: Completion(
+            id=request_id, model=engine.name, choices=[CompletionChoice(text=text, finish_reason=None)]))
         if echo_text:
-            yield chunk(echo_text)
+            yield text_chunk(echo_text)
         try:
             async with aclosing(stream_events(engine, gen, self.metrics, engine.name)) as events:
                 async for event in events:
                     if isinstance(event, TokenEvent):
-                        lp = _logprobs(engine, [event], 0) if logprobs is not None else None
-                        yield chunk(event.text, lp=lp)
+                        if logprobs is not None:
+                            yield chunk(event.text, lp=_logprobs(engine, [event], 0))
+                        else:
+                            yield text_chunk(event.text)
                     else:
                         yield chunk("", finish=event.finish_reason)
                         if include_usage:

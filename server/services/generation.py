@@ -154,3 +154,25 @@ def sse(payload) -> str:
 
 
 SSE_DONE = "data: [DONE]\n\n"
+
+_SLOT = "@@hearth-text-slot@@"
+
+
+class TextChunkTemplate:
+    """SSE lines for the one chunk shape a stream repeats per token: the same payload except for
+    one text field. The payload is rendered once through its pydantic model with a placeholder,
+    then each token costs a string join and a json.dumps of its text, instead of building and
+    serialising pydantic models (about 40 µs a token, on the event loop that shares the cores
+    with the decode threads)."""
+
+    def __init__(self, build):
+        rendered = build(_SLOT).model_dump_json(exclude_none=False)
+        slot = json.dumps(_SLOT)
+        if rendered.count(slot) != 1:
+            raise ValueError("the chunk template must contain its text slot exactly once")
+        before, after = rendered.split(slot)
+        self._before = "data: " + before
+        self._after = after + "\n\n"
+
+    def __call__(self, text: str) -> str:
+        return self._before + json.dumps(text, ensure_ascii=False) + self._after
