@@ -14,7 +14,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_ARGS ?=
 
-.PHONY: run test install install-train bench clean
+.PHONY: run test install install-train browser bench clean
 
 $(VENV)/.serve-installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -36,8 +36,17 @@ run: install
 
 # The whole test suite (real model, real SQLite, PostgreSQL and MariaDB, and short training runs;
 # the training stack comes in: torch==2.13.0 from local disk, transformers, peft).
-test: install-train
+test: install-train browser
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Headless Chromium for the review page's browser test, from Debian (nothing is downloaded by
+# selenium). Installed only when missing and when we are root; otherwise that test skips.
+browser:
+	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; \
+		else echo "chromium/chromium-driver missing and not root: the browser test will skip"; fi; \
+	fi
 
 $(VENV)/.bench-installed: $(VENV)/.serve-installed
 	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PY) -m pip install --quiet -e '.[serve,dev,bench]'

@@ -25,7 +25,8 @@ VERBS: dict[str, tuple[str, str]] = {
     "merge": ("quantize.cli", "Merge a LoRA adapter into its base model."),
     "export": ("quantize.cli", "Convert a Hugging Face model directory to GGUF."),
     "quantize": ("quantize.cli", "Quantize a GGUF and check it against the unquantized model."),
-    "pipeline": ("training.pipeline", "Run data → train → merge → export → quantize from a recipe."),
+    "eval": ("training.evaluation.cli", "Evaluate model variants (Text-to-SQL, multiple choice, open-ended); report and gate."),
+    "pipeline": ("training.pipeline", "Run data → train → merge → export → quantize → eval → register from a recipe."),
 }
 
 # ServerSettings fields that have flags (nested sections are set via YAML or HEARTH_X__Y env vars).

@@ -51,3 +51,8 @@ def model_pool(request: Request):
 def sql_service(request: Request):
     # Validation and the schema listing need no model: they work while it loads.
     return request.app.state.sql
+
+
+def review_service(request: Request):
+    # Review needs no model either.
+    return request.app.state.review

@@ -8,7 +8,8 @@
     ├── AuthenticationFailed         401 authentication_error / invalid_api_key
     ├── NotFound                     404 invalid_request_error / not_found
     │   ├── ModelNotFound            404 invalid_request_error / model_not_found
-    │   └── DatabaseNotFound         404 invalid_request_error / database_not_found
+    │   ├── DatabaseNotFound         404 invalid_request_error / database_not_found
+    │   └── ReviewItemNotFound       404 invalid_request_error / review_item_not_found
     ├── Overloaded                   429 rate_limit_error / queue_full        (Retry-After)
     ├── ServiceUnavailable           503 service_unavailable / service_unavailable
     │   ├── ModelNotReady            503 service_unavailable / model_not_ready
@@ -68,6 +69,10 @@ class DatabaseNotFound(NotFound):
     """The `database` names no configured database."""
 
 
+class ReviewItemNotFound(NotFound):
+    """The blind-review store holds no item with this id."""
+
+
 class Overloaded(HearthError):
     """The request queue is full; the client should retry later."""
 
@@ -110,6 +115,7 @@ ERROR_TABLE: dict[type[HearthError], ErrorKind] = {
     NotFound: ErrorKind(404, "invalid_request_error", "not_found"),
     ModelNotFound: ErrorKind(404, "invalid_request_error", "model_not_found"),
     DatabaseNotFound: ErrorKind(404, "invalid_request_error", "database_not_found"),
+    ReviewItemNotFound: ErrorKind(404, "invalid_request_error", "review_item_not_found"),
     Overloaded: ErrorKind(429, "rate_limit_error", "queue_full"),
     ServiceUnavailable: ErrorKind(503, "service_unavailable", "service_unavailable"),
     ModelNotReady: ErrorKind(503, "service_unavailable", "model_not_ready"),

@@ -101,6 +101,24 @@ class SqlSettings(BaseModel):
     default_database: str | None = Field(None, description="Database used when a request names none.")
 
 
+class ReviewSettings(BaseModel):
+    """Blind human review of open-ended answers (GET /review, /v1/review/...)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: Path | None = Field(
+        None, description="SQLite file of review items and grades; default: review.sqlite3 in the data "
+                          "directory (HEARTH_DATA_DIR, else ./var).",
+    )
+
+    def resolved_path(self) -> Path:
+        if self.path is not None:
+            return Path(self.path).expanduser()
+        from .sql.sample.paths import data_dir
+
+        return data_dir() / "review.sqlite3"
+
+
 def _default_databases() -> list[DatabaseConfig]:
     from .sql.sample.paths import default_sample_config
 
@@ -128,6 +146,7 @@ class ServerSettings(BaseSettings):
         default_factory=_default_databases, description="Databases the Text-to-SQL endpoint may query."
     )
     sql: SqlSettings = Field(default_factory=SqlSettings, description="Text-to-SQL options.")
+    review: ReviewSettings = Field(default_factory=ReviewSettings, description="Blind answer review options.")
     config: Path | None = Field(None, description="YAML settings file (HEARTH_CONFIG).")
 
     @field_validator("models")

@@ -1,25 +1,31 @@
-"""`hearth pipeline recipe.yaml`: data → train → merge → export → quantize → register, resumable.
+"""`hearth pipeline recipe.yaml`: data → train → merge → export → quantize → eval → register, resumable.
 
 Each stage writes <run>/stages/<stage>.json with the hash of its inputs and its outputs. A stage
 is skipped when that file exists, its outputs exist, and the inputs hash is unchanged, so a
 pipeline killed anywhere is simply run again. A killed training stage resumes from its last
 checkpoint (when the data and training settings are unchanged).
 
-register writes <run>/serve.yaml, a `hearth serve --config` file that serves the quantized model
-under the recipe's name, with `sql.few_shot_k` equal to the k the model was trained with.
+eval evaluates base, adapted (merged f16 GGUF) and each quantization with the recipe's `eval`
+settings (training/evaluation/suite.py) into <run>/eval/report.{json,md,html}. register applies
+the recipe's `gate` to that report (training/evaluation/gate.py) and, only when it passes (or
+`gate.enforce: false`), writes <run>/serve.yaml, a `hearth serve --config` file that serves the
+quantized model under the recipe's name, with `sql.few_shot_k` equal to the k the model was
+trained with. A failed gate removes a serve.yaml an earlier run registered, prints the reasons
+and makes `hearth pipeline` exit 1.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
 from .io import sha256_file, sha256_json, write_json, write_text
 from .recipe import Recipe
 
-STAGES = ("data", "train", "merge", "export", "quantize", "register")
+STAGES = ("data", "train", "merge", "export", "quantize", "eval", "register")
 
 
 def _files_hash(folder: Path, pattern: str = "*") -> str:
@@ -41,7 +47,12 @@ def stage_inputs(stage: str, recipe: Recipe) -> str:
         return _files_hash(run / "merged", "*.safetensors")
     if stage == "quantize":
         return sha256_json({"f16": sha256_file(f16_path(recipe)), "export": recipe.export.model_dump()})
-    return sha256_json({"quant": _files_hash(run / "gguf", "*.gguf"), "sources": [s.model_dump() for s in recipe.sources]})
+    if stage == "eval":
+        return sha256_json({"gguf": _files_hash(run / "gguf", "*.gguf"), "base": recipe.base_model,
+                            "eval": recipe.eval.model_dump()})
+    report = run / "eval" / "report.json"
+    return sha256_json({"quant": _files_hash(run / "gguf", "*.gguf"), "sources": [s.model_dump() for s in recipe.sources],
+                        "report": sha256_file(report) if report.exists() else None, "gate": recipe.gate.model_dump()})
 
 
 def f16_path(recipe: Recipe) -> Path:
@@ -56,6 +67,7 @@ def outputs(stage: str, recipe: Recipe) -> list[Path]:
         "merge": [run / "merged" / "config.json"],
         "export": [f16_path(recipe)],
         "quantize": [run / "gguf" / f"{recipe.name}-{q.upper()}.gguf" for q in recipe.export.quant_types],
+        "eval": [run / "eval" / "report.json"],
         "register": [run / "serve.yaml"],
     }[stage]
 
@@ -79,6 +91,25 @@ def serve_snippet(recipe: Recipe) -> str:
     header = (f"# Written by `hearth pipeline` for run {recipe.name}.\n"
               f"# hearth serve --config {recipe.run_dir() / 'serve.yaml'}   (or merge `models:` into your settings)\n")
     return header + yaml.safe_dump(settings, sort_keys=False)
+
+
+def check_registration(recipe: Recipe) -> dict:
+    """The gate on the eval stage's report; raises GateFailed (and unregisters) when it fails and is enforced."""
+    from .evaluation.gate import GateFailed, check_gate
+    from .evaluation.suite import candidate_name
+
+    report_path = recipe.run_dir() / "eval" / "report.json"
+    if not report_path.exists():
+        if recipe.gate.enforce:
+            raise FileNotFoundError(f"{report_path} is missing: run the eval stage first (or set gate.enforce=false)")
+        print("[register] no evaluation report; gate not enforced: registering anyway")
+        return {"passed": None, "enforced": False}
+    result = check_gate(json.loads(report_path.read_text()), recipe.gate, candidate_name(recipe))
+    print("[register] " + result.explain().replace("\n", "\n[register] "))
+    if not result.passed and recipe.gate.enforce:
+        (recipe.run_dir() / "serve.yaml").unlink(missing_ok=True)  # a failed gate never leaves a model registered
+        raise GateFailed(result)
+    return result.to_dict() | {"enforced": recipe.gate.enforce}
 
 
 def run_stage(stage: str, recipe: Recipe, progress: bool = True) -> dict:
@@ -118,9 +149,16 @@ def run_stage(stage: str, recipe: Recipe, progress: bool = True) -> dict:
 
         manifest = run_quantize(ns, recipe)
         return {q: r.get("check", {}) | {"bytes": r["bytes"]} for q, r in manifest["outputs"].items()}
+    if stage == "eval":
+        from .evaluation.suite import candidate_name, recipe_variants, run_evaluation
+
+        report, paths = run_evaluation(recipe_variants(recipe), recipe.eval, run / "eval", gate=recipe.gate,
+                                       candidate=candidate_name(recipe), run_dir=run, name=recipe.name)
+        return {"report": str(paths["html"]), "gate_passed": report["gate"]["passed"]}
     if stage == "register":
+        gate = check_registration(recipe)
         write_text(run / "serve.yaml", serve_snippet(recipe))
-        return {"serve_config": str(run / "serve.yaml")}
+        return {"serve_config": str(run / "serve.yaml"), "gate": gate}
     raise ValueError(stage)
 
 
@@ -158,7 +196,14 @@ def add_arguments(parser: argparse.ArgumentParser, verb: str = "pipeline") -> No
 def run(args: argparse.Namespace, verb: str = "pipeline") -> int:
     from .cli import load
 
+    from .evaluation.gate import GateFailed
+
     recipe = load(args)
-    report = pipeline(recipe, stages=args.stages, progress=not args.no_progress, force=args.force)
+    try:
+        report = pipeline(recipe, stages=args.stages, progress=not args.no_progress, force=args.force)
+    except GateFailed as exc:
+        print(f"hearth pipeline: not registered, the promotion gate failed ({len(exc.result.reasons)} reason(s) "
+              "above); set gate.enforce=false to register anyway", file=sys.stderr)
+        return 1
     print(json.dumps({k: v.get("seconds") for k, v in report.items()}, indent=2))
     return 0

@@ -85,6 +85,43 @@ class ExportConfig(BaseModel):
     serve_quant: str = Field("Q8_0", description="Quantization registered for `hearth serve`.")
 
 
+class EvalConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    sql: list[str] = Field(default_factory=lambda: ["sample"],
+                           description="Text-to-SQL sets: sample, defog, defog_basic, defog_advanced, defog_idk, "
+                                       "or a pairs .jsonl file (question/sql/database lines; see `databases`).")
+    sql_limit: int | None = Field(40, ge=1, description="Questions per SQL set, spread over categories (None: all); "
+                                                         "~3 s each per GGUF variant on 2 cores with SmolLM2-135M.")
+    sql_modes: list[Literal["constrained", "unconstrained"]] = Field(
+        default_factory=lambda: ["constrained"], description="Decoding modes scored (constrained: as served by default).")
+    databases: str | None = Field(None, description="Hearth settings YAML whose `databases:` the pairs files run on.")
+    mc: list[str] = Field(default_factory=lambda: ["general"],
+                          description="Multiple-choice sets: general (the bundled set) or .jsonl files.")
+    mc_limit: int | None = Field(100, ge=1, description="Questions per multiple-choice set (None: all).")
+    open_ended: bool = Field(False, description="Generate open-ended answers of every variant for blind review.")
+    review_db: str | None = Field(None, description="Blind-review store (SQLite) answers are exported to and grades read from.")
+    review_key: str | None = Field(None, description="Blind id → variant key of review_db (default: <review_db stem>.key.json beside it).")
+    n_ctx: int = Field(4096, ge=512, description="Context of the evaluation server (defog's largest schema is ~1,600 tokens).")
+    max_attempts: int = Field(3, ge=1, le=10, description="Text-to-SQL attempts, counting self-corrections.")
+    defog_dir: str | None = Field(None, description="defog sql-eval data folder (default ../shared/data/defog).")
+
+
+class GateConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    enforce: bool = Field(True, description="Register only when the gate passes (false: register anyway, reasons printed).")
+    candidate: str | None = Field(None, description="Variant to be served (default: export.serve_quant, e.g. Q8_0).")
+    reference: str = Field("adapted", description="Unquantized variant the candidate's SQL accuracy is compared with.")
+    base: str = Field("base", description="Variant the general multiple-choice accuracy is compared with.")
+    sql_split: str = Field("sample", description="SQL set the SQL checks read.")
+    max_quant_drop_points: float | None = Field(
+        1.0, ge=0, description="Candidate SQL EX at most this many points below the reference (None: no check).")
+    must_beat_baseline: bool = Field(True, description="Candidate SQL EX strictly above the template baseline's.")
+    max_general_drop_points: float | None = Field(
+        2.0, ge=0, description="General MC accuracy at most this many points below the base (None: no check).")
+
+
 class Recipe(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="HEARTH_", env_nested_delimiter="__", extra="forbid")
 
@@ -95,6 +132,8 @@ class Recipe(BaseSettings):
     data: DataConfig = Field(default_factory=DataConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     export: ExportConfig = Field(default_factory=ExportConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+    gate: GateConfig = Field(default_factory=GateConfig)
 
     @model_validator(mode="after")
     def _check(self) -> "Recipe":

@@ -1,11 +1,12 @@
-"""bench/sql.py without a model: item loading, clean example pools, scoring and the summary."""
+"""bench/sql.py and its library (training/evaluation/sql_data.py, sql_summary.py) without a model: item
+loading, clean example pools, scoring and the summary."""
 
 from __future__ import annotations
 
 import pytest
 
 from bench.sql import score, summarise
-from bench.sql_data import ANSWERABLE_FILES, DEFOG_DIR, DEFOG_FILES, Item, _norm, _rows, defog_items, defog_pool, run_golds
+from training.evaluation.sql_data import ANSWERABLE_FILES, DEFOG_DIR, DEFOG_FILES, Item, _norm, _rows, defog_items, defog_pool, run_golds
 from server.sql.compare import Gold
 
 needs_defog = pytest.mark.skipif(not (DEFOG_DIR / "README.md").exists(), reason="../shared/data/defog not present")

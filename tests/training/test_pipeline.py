@@ -25,13 +25,23 @@ def test_pipeline_runs_skips_and_registers(tmp_path, tiny_model, data_dir):
         "data": {"ratio": 0, "val_fraction": 0.25},
         "train": {"max_steps": 3, "batch_size": 2, "eval_every": 3, "save_every": 3, "lora_r": 4, "threads": 1},
         "export": {"quant_types": ["Q8_0", "Q4_0"], "check_prompts": 2, "serve_quant": "Q8_0"},
+        # A random 2-layer model cannot pass the gate: evaluate a little, register anyway.
+        "eval": {"sql_limit": 2, "mc_limit": 3}, "gate": {"enforce": False},
     }))
     assert main(["pipeline", str(recipe), "--no-progress"]) == 0
     report = json.loads((run / "pipeline.json").read_text())
-    assert all(not report[s]["skipped"] for s in ("data", "train", "merge", "export", "quantize", "register"))
+    assert all(not report[s]["skipped"] for s in ("data", "train", "merge", "export", "quantize", "eval", "register"))
     assert report["quantize"]["result"]["Q8_0"]["top1_agreement"] > 0.9
     quant = json.loads((run / "gguf" / "tiny-sql-quantize.json").read_text())
     assert set(quant["outputs"]) == {"Q8_0", "Q4_0"} and all(len(o["sha256"]) == 64 for o in quant["outputs"].values())
+
+    evaluation = json.loads((run / "eval" / "report.json").read_text())
+    assert list(evaluation["variants"]) == ["base", "adapted", "Q8_0", "Q4_0"]
+    assert evaluation["variants"]["base"]["kind"] == "hf" and "sql" not in evaluation["variants"]["base"]
+    assert evaluation["variants"]["Q8_0"]["sql"]["sample"]["constrained"]["n"] == 2
+    assert all(v["mc"]["general"]["n"] == 3 for v in evaluation["variants"].values())
+    assert (run / "eval" / "plots" / "loss.png").exists() and (run / "eval" / "report.html").exists()
+    assert report["register"]["result"]["gate"]["enforced"] is False
 
     serve = yaml.safe_load((run / "serve.yaml").read_text())
     assert serve["sql"]["few_shot_k"] == 2
@@ -45,3 +55,4 @@ def test_pipeline_runs_skips_and_registers(tmp_path, tiny_model, data_dir):
     assert main(["pipeline", str(recipe), "--no-progress", "--set", "train.max_steps=4"]) == 0
     report = json.loads((run / "pipeline.json").read_text())
     assert report["data"]["skipped"] and not report["train"]["skipped"] and not report["quantize"]["skipped"]
+    assert not report["eval"]["skipped"]

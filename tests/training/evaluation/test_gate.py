@@ -1,0 +1,99 @@
+"""The promotion gate on hand-made reports: each check passes, fails with a reason, or names what is missing."""
+
+from __future__ import annotations
+
+import pytest
+
+from server.cli import main
+from training.evaluation.gate import GateFailed, check_gate
+from training.recipe import GateConfig
+
+from .reports import make_report
+
+
+def test_a_good_candidate_passes_every_check() -> None:
+    result = check_gate(make_report(), GateConfig(), "Q8_0")
+    assert result.passed and result.reasons == []
+    assert len(result.checks) == 3 and all(c.startswith("ok: ") for c in result.checks)
+    assert "drop of 0.5 points" in result.checks[0]
+
+
+def test_quantization_drop_beyond_the_limit_fails() -> None:
+    result = check_gate(make_report(q8=58.0), GateConfig(), "Q8_0")  # 2 points below adapted, 1 allowed
+    assert not result.passed
+    assert result.reasons == ["Q8_0 SQL EX 58.0% vs adapted 60.0% on sample: a drop of 2.0 points (allowed 1.0)"]
+    assert check_gate(make_report(q8=58.0), GateConfig(max_quant_drop_points=2.0), "Q8_0").passed
+    assert check_gate(make_report(q8=58.0), GateConfig(max_quant_drop_points=None), "Q8_0").passed  # check off
+
+
+def test_not_beating_the_baseline_fails_and_a_tie_is_not_a_win() -> None:
+    result = check_gate(make_report(adapted=40.0, q8=40.0, baseline=40.0), GateConfig(), "Q8_0")
+    assert not result.passed
+    assert result.reasons == ["Q8_0 SQL EX 40.0% vs template baseline 40.0% on sample (must be higher)"]
+    assert check_gate(make_report(adapted=40.0, q8=40.0, baseline=40.0), GateConfig(must_beat_baseline=False),
+                      "Q8_0").passed
+
+
+def test_general_knowledge_loss_fails() -> None:
+    result = check_gate(make_report(base_mc=0.60, q8_mc=0.55), GateConfig(), "Q8_0")
+    assert not result.passed
+    assert result.reasons == ["Q8_0 general MC 55.0% vs base 60.0%: a drop of 5.0 points (allowed 2.0)"]
+    assert "gate failed" in result.explain() and "general MC 55.0%" in result.explain()
+
+
+def test_several_failures_are_all_reported() -> None:
+    result = check_gate(make_report(q8=30.0, baseline=35.0, q8_mc=0.30), GateConfig(), "Q8_0")
+    assert len(result.reasons) == 3
+
+
+def test_missing_numbers_fail_and_say_what_is_missing() -> None:
+    report = make_report()
+    del report["variants"]["adapted"]
+    del report["baseline"]
+    report["variants"]["Q8_0"].pop("mc")
+    result = check_gate(report, GateConfig(), "Q8_0")
+    assert not result.passed and len(result.reasons) == 3
+    assert "no SQL EX on 'sample' for variant 'adapted'" in result.reasons[0]
+    assert "variant 'baseline'" in result.reasons[1]
+    assert "no general multiple-choice accuracy for variant 'Q8_0'" in result.reasons[2]
+
+
+def test_candidate_comes_from_the_gate_settings() -> None:
+    assert not check_gate(make_report(q4=50.0), GateConfig(candidate="Q4_K_M")).passed
+    assert check_gate(make_report(q4=50.0, base_mc=0.48), GateConfig(candidate="Q4_K_M", reference="Q8_0",
+                                                       max_quant_drop_points=10.0), None).passed
+
+
+def _run_with_report(tmp_path, report: dict, enforce: bool = True):
+    from training.io import write_json
+    from training.recipe import load_recipe
+
+    run = tmp_path / "run"
+    write_json(run / "eval" / "report.json", report)
+    (run / "serve.yaml").write_text("models: []\n")  # registered by an earlier run
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"name: x\nout_dir: {run}\ngate:\n  enforce: {str(enforce).lower()}\n")
+    return run, recipe, load_recipe(recipe)
+
+
+def test_register_refuses_and_unregisters_when_the_gate_fails(tmp_path, capsys) -> None:
+    from training.pipeline import check_registration
+
+    run, recipe_path, recipe = _run_with_report(tmp_path, make_report(q8=50.0))
+    with pytest.raises(GateFailed, match="drop of 10.0 points"):
+        check_registration(recipe)
+    assert not (run / "serve.yaml").exists()
+    assert main(["pipeline", str(recipe_path), "--stages", "register"]) == 1
+    err = capsys.readouterr()
+    assert "gate failed" in err.out and "not registered, the promotion gate failed" in err.err
+    assert not (run / "serve.yaml").exists() and not (run / "stages" / "register.json").exists()
+
+
+def test_register_goes_ahead_when_the_gate_passes_or_is_not_enforced(tmp_path) -> None:
+    from training.pipeline import check_registration
+
+    run, _, recipe = _run_with_report(tmp_path, make_report())
+    assert check_registration(recipe)["passed"] is True
+    run, _, recipe = _run_with_report(tmp_path, make_report(q8=50.0), enforce=False)
+    result = check_registration(recipe)
+    assert result["passed"] is False and result["enforced"] is False and (run / "serve.yaml").exists()

@@ -1,0 +1,97 @@
+"""The promotion gate: may the quantized model that would be served replace what is served now?
+
+    result = check_gate(report, recipe.gate)           # report: report_data.py's dict
+    if not result.passed: print(result.explain())
+
+Checks (settings: GateConfig in training/recipe.py; a limit of None turns its check off):
+
+  quantization  the candidate's SQL EX (the variant to be served, e.g. Q8_0) is at most
+                max_quant_drop_points below the reference's (the unquantized adapted model)
+  baseline      the candidate's SQL EX is strictly above the template baseline's: a model that
+                cannot beat nearest-question retrieval is not worth serving
+  general       the candidate's general multiple-choice accuracy is at most
+                max_general_drop_points below the base model's (adaptation must not erase what
+                the base model knew)
+
+A number the check needs but the report lacks (a set not run, a variant not evaluated) fails the
+check, naming what is missing: an unmeasured model is not promoted by default. Points are
+percentage points of accuracy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from .report_data import MC_GENERAL, mc_acc, sql_ex
+
+
+class GateFailed(Exception):
+    """Raised by the pipeline's register stage when the gate fails and is enforced."""
+
+    def __init__(self, result: "GateResult"):
+        super().__init__(result.explain())
+        self.result = result
+
+
+@dataclass
+class GateResult:
+    passed: bool
+    reasons: list[str] = field(default_factory=list)  # why it failed (empty when passed)
+    checks: list[str] = field(default_factory=list)  # every check's numbers, passed or not
+
+    def explain(self) -> str:
+        if self.passed:
+            return "gate passed:\n" + "\n".join(f"  - {c}" for c in self.checks)
+        return "gate failed:\n" + "\n".join(f"  - {r}" for r in self.reasons)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _missing(what: str, variant: str, where: str) -> str:
+    return f"no {what} for variant {variant!r} in the report ({where} not evaluated)"
+
+
+def check_gate(report: dict, gate, candidate: str | None = None) -> GateResult:
+    """Applies `gate` (a GateConfig) to `report`. `candidate` overrides gate.candidate."""
+    name = candidate or gate.candidate
+    if not name:
+        raise ValueError("gate: no candidate variant (set gate.candidate or export.serve_quant)")
+    split = gate.sql_split
+    reasons, checks = [], []
+
+    def check(ok: bool, text: str) -> None:
+        checks.append(("ok: " if ok else "FAIL: ") + text)
+        if not ok:
+            reasons.append(text)
+
+    cand_ex = sql_ex(report, name, split)
+    if gate.max_quant_drop_points is not None:
+        ref_ex = sql_ex(report, gate.reference, split)
+        if cand_ex is None or ref_ex is None:
+            missing = name if cand_ex is None else gate.reference
+            check(False, _missing(f"SQL EX on {split!r}", missing, "Text-to-SQL"))
+        else:
+            drop = round(ref_ex - cand_ex, 1)
+            check(drop <= gate.max_quant_drop_points,
+                  f"{name} SQL EX {cand_ex}% vs {gate.reference} {ref_ex}% on {split}: a drop of {drop} points "
+                  f"(allowed {gate.max_quant_drop_points})")
+    if gate.must_beat_baseline:
+        base_ex = sql_ex(report, "baseline", split)
+        if cand_ex is None or base_ex is None:
+            missing = name if cand_ex is None else "baseline"
+            check(False, _missing(f"SQL EX on {split!r}", missing, "Text-to-SQL"))
+        else:
+            check(cand_ex > base_ex, f"{name} SQL EX {cand_ex}% vs template baseline {base_ex}% on {split} "
+                                     f"(must be higher)")
+    if gate.max_general_drop_points is not None:
+        cand_mc, base_mc = mc_acc(report, name, MC_GENERAL), mc_acc(report, gate.base, MC_GENERAL)
+        if cand_mc is None or base_mc is None:
+            missing = name if cand_mc is None else gate.base
+            check(False, _missing("general multiple-choice accuracy", missing, "MC general"))
+        else:
+            drop = round(base_mc - cand_mc, 1)
+            check(drop <= gate.max_general_drop_points,
+                  f"{name} general MC {cand_mc}% vs {gate.base} {base_mc}%: a drop of {drop} points "
+                  f"(allowed {gate.max_general_drop_points})")
+    return GateResult(passed=not reasons, reasons=reasons, checks=checks)
