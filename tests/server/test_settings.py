@@ -83,8 +83,8 @@ def test_serve_refuses_public_bind_from_the_command_line():
 
 
 def test_model_paths(tmp_path):
-    assert resolve_model_path(EMBEDDED_MODEL).name == "SmolLM2-135M-Instruct.Q4_1.gguf"
-    assert resolve_model_path(EMBEDDED_MODEL).exists()
+    assert resolve_model_path(EMBEDDED_MODEL) == tmp_path / "models" / "SmolLM2-135M-Instruct.Q8_0.gguf"
+    assert resolve_model_path(EMBEDDED_MODEL + ":Q4_1").name == "SmolLM2-135M-Instruct.Q4_1.gguf"
     (tmp_path / "m.gguf").write_bytes(b"GGUF")
     assert resolve_model_path(str(tmp_path)) == tmp_path / "m.gguf"
     hf = tmp_path / "hf"
