@@ -144,7 +144,7 @@ def _vocab_only():
 def main() -> int:
     exit_on_sigterm()
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default=EMBEDDED_MODEL, help="GGUF path (default: the embedded Q4_1 model)")
+    ap.add_argument("--model", default=EMBEDDED_MODEL, help="GGUF path (default: the embedded model as served, Q8_0)")
     ap.add_argument("--n-threads", type=int, default=2)
     ap.add_argument("--n-ctx", type=int, default=2048, help="context per request, every peer")
     ap.add_argument("--n-slots", type=int, default=8, help="Hearth's and the example server's parallel sequences")

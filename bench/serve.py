@@ -66,7 +66,7 @@ def run_interleaved(runners: dict, prompts: list[str], repeats: int, guard: Load
 def main() -> int:
     exit_on_sigterm()
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default=EMBEDDED_MODEL, help="GGUF path (default: the embedded Q4_1 model)")
+    ap.add_argument("--model", default=EMBEDDED_MODEL, help="GGUF path (default: the embedded model as served, Q8_0)")
     ap.add_argument("--n-threads", type=int, default=2)
     ap.add_argument("--n-ctx", type=int, default=2048, help="context per sequence (Hearth's --n-ctx)")
     ap.add_argument("--n-slots", type=int, default=8, help="Hearth's --n-slots (as deployed)")

@@ -27,8 +27,8 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 LETTERS = "ABCDEFGHIJ"
 STATUSES = ("approved", "draft")
@@ -112,7 +112,7 @@ def render_continuation(choice: str) -> str:
     return " " + choice.strip()
 
 
-def requests(items: list[dict]) -> list[tuple[str, list[str]]]:
+def scoring_requests(items: list[dict]) -> list[tuple[str, list[str]]]:
     """(context, continuations) per item: what a scorer computes log-likelihoods for."""
     return [(render_context(it["question"]), [render_continuation(c) for c in it["choices"]]) for it in items]
 
@@ -187,7 +187,9 @@ def evaluate_mc(variant, items: list[dict], *, n_threads: int | None = None, inc
         from .mc_hf import loglikelihoods
     else:
         raise ValueError(f"variant {variant.name!r}: unknown kind {variant.kind!r}")
-    lls = loglikelihoods(variant.path, requests(scored), n_threads=n_threads)
+    # llama.cpp needs the file (embedded:smollm2 → the wheel's GGUF); training/model.py resolves HF paths itself.
+    path = variant.resolved_path if variant.kind == "gguf" else variant.path
+    lls = loglikelihoods(path, scoring_requests(scored), n_threads=n_threads)
     result = mc_metrics(scored, lls)
     return {"variant": variant.name, **result, "skipped_drafts": len(items) - len(scored),
             "seconds": round(time.perf_counter() - t0, 2)}

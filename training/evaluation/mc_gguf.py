@@ -4,6 +4,11 @@ Per item the shared context is evaluated once; each choice then rewinds the KV c
 of that context (Llama.eval drops cache cells past n_tokens) and evaluates only its own tokens, so
 a 4-choice item costs one prompt plus four short continuations. logits_all=True keeps the logits
 of every evaluated position in `Llama.scores`, which the log-softmax reads back.
+
+llama.cpp's CPU kernels depend on the batch shape (repacked quantized matmuls for batches, dot
+products for single tokens), so the same text scored another way moves slightly: on the embedded
+Q4_1 model, one batch against token by token differs by up to 0.24 nats per choice (f16 file:
+0.015). Scores are reproducible for this procedure; compare variants only through it.
 """
 
 from __future__ import annotations
@@ -13,16 +18,6 @@ import os
 import numpy as np
 
 from .mc import split_tokens
-
-
-def resolve_gguf(path: str):
-    from .variants import EMBEDDED
-
-    if path == EMBEDDED:
-        from server.settings import embedded_model_path
-
-        return embedded_model_path()
-    return path
 
 
 def _log_softmax(x: np.ndarray) -> np.ndarray:
@@ -36,7 +31,7 @@ def continuation_logprob(scores: np.ndarray, whole: list[int], n_context: int) -
     return float(rows[np.arange(len(rows)), whole[n_context:]].sum())
 
 
-def loglikelihoods(path: str, reqs: list[tuple[str, list[str]]], *, n_threads: int | None = None,
+def loglikelihoods(path, reqs: list[tuple[str, list[str]]], *, n_threads: int | None = None,
                    n_ctx: int = 1024) -> list[list[float]]:
     """Summed log-probability of each continuation given its context, per request."""
     from llama_cpp import Llama
@@ -44,11 +39,11 @@ def loglikelihoods(path: str, reqs: list[tuple[str, list[str]]], *, n_threads: i
     threads = n_threads or len(os.sched_getaffinity(0))
     # n_ctx bounds one item (prompt + longest choice); scores take n_ctx x n_vocab float32 (200 MB
     # for SmolLM2 at 1024), so it stays small. n_batch = n_ctx: a whole item is one decode call.
-    llm = Llama(model_path=str(resolve_gguf(path)), n_ctx=n_ctx, n_batch=n_ctx, logits_all=True, verbose=False,
+    llm = Llama(model_path=str(path), n_ctx=n_ctx, n_batch=n_ctx, logits_all=True, verbose=False,
                 n_threads=threads, n_threads_batch=threads, seed=0)
     # add_bos=True adds BOS only where the model's metadata asks for it (SmolLM2: no), like
     # add_special_tokens=True in transformers; special=True parses special tokens in the text as HF does.
-    encode = lambda text: llm.tokenize(text.encode("utf-8"), add_bos=True, special=True)  # noqa: E731
+    encode = lambda text: llm.tokenize(text.encode("utf-8"), add_bos=True, special=True)
     out = []
     try:
         for context, conts in reqs:

@@ -1,7 +1,7 @@
 """Multiple-choice log-likelihoods through transformers, for Hugging Face model folders.
 
 The model loads through training/model.py (a folder as is; a GGUF or embedded:smollm2 dequantized
-once and cached), in fp32 on the CPU or a GPU's dtype. The choices of one item run as one batch,
+once and cached), in fp32 (also on a GPU: it is the reference). The choices of one item run as one batch,
 right-padded: causal attention keeps every real position blind to the padding after it, so the
 numbers equal one choice at a time. Torch is imported here only, never by the server.
 """
@@ -21,9 +21,9 @@ def loglikelihoods(path: str, reqs: list[tuple[str, list[str]]], *, n_threads: i
     if n_threads:
         torch.set_num_threads(n_threads)
     tok = load_tokenizer(path)
-    # fp32: the reference the GGUF variants are compared with (bf16 would move log-likelihoods by ~0.1).
+    # fp32 on the CPU: the reference the GGUF variants are compared with.
     model = load_model(path, device=torch.device(device), dtype=torch.float32).eval()
-    encode = lambda text: tok(text, add_special_tokens=True)["input_ids"]  # noqa: E731
+    encode = lambda text: tok(text, add_special_tokens=True)["input_ids"]
     out = []
     with torch.inference_mode():
         for context, conts in reqs:

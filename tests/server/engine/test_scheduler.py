@@ -162,3 +162,13 @@ def test_finish_event_counts(embedded_engine):
     assert finish.completion_tokens == len(tokens) == 5
     assert finish.finish_reason == "length"
     assert finish.time_to_first_token_s is not None and finish.time_to_first_token_s > 0
+
+
+def test_unparsable_grammar_fails_the_request_not_the_engine(embedded_engine):
+    from server.errors import InvalidRequest
+
+    with pytest.raises(InvalidRequest):
+        asyncio.run(collect(embedded_engine, request(embedded_engine, PROMPTS[0], grammar='root ::= "unclosed')))
+    asyncio.run(wait_idle(embedded_engine))
+    tokens, finish = asyncio.run(collect(embedded_engine, request(embedded_engine, PROMPTS[0], max_tokens=3)))
+    assert finish.completion_tokens == len(tokens) == 3

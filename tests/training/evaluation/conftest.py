@@ -10,8 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.training.conftest import tokenizer_dir  # noqa: F401  (fixtures used by the shared tiny model)
-
 
 @pytest.fixture(scope="session")
 def smol_hf_dir(data_dir) -> Path:

@@ -8,8 +8,17 @@ import re
 
 import pytest
 
-from training.evaluation.mc import (MCFormatError, evaluate_mc, load_mc, mc_metrics, render_context,
-                                    render_continuation, requests, split_tokens, validate_item)
+from training.evaluation.mc import (
+    MCFormatError,
+    evaluate_mc,
+    load_mc,
+    mc_metrics,
+    render_context,
+    render_continuation,
+    scoring_requests,
+    split_tokens,
+    validate_item,
+)
 from training.evaluation.variants import Variant
 
 
@@ -58,7 +67,7 @@ def test_load_missing_and_empty_files(tmp_path):
 
 
 def test_prompt_is_lm_eval_style():
-    (context, conts), = requests([validate_item(item())])
+    (context, conts), = scoring_requests([validate_item(item())])
     assert context == render_context("What is 2 + 2?") == "Question: What is 2 + 2?\nAnswer:"
     assert conts == [" 3", " 4", " 5", " 22"] and render_continuation(" 4 ") == " 4"
 

@@ -8,8 +8,14 @@ from collections import Counter
 import pytest
 
 from training.evaluation.mc import evaluate_mc, load_mc
-from training.evaluation.mc_generate import (approve, approve_file, definition_of, draft_from_corpus, main,
-                                             sentences)
+from training.evaluation.mc_generate import (
+    approve,
+    approve_file,
+    definition_of,
+    draft_from_corpus,
+    main,
+    sentences,
+)
 from training.evaluation.variants import Variant
 
 GLOSSARY = """# Warehouse glossary

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from training.evaluation.mc import evaluate_mc, load_mc, requests, split_tokens
+from training.evaluation.mc import evaluate_mc, load_mc, scoring_requests, split_tokens
 from training.evaluation.variants import Variant
 
 pytestmark = [pytest.mark.model]
@@ -33,12 +33,12 @@ def test_gguf_kv_reuse_equals_fresh_evaluation():
     from training.evaluation.mc_gguf import continuation_logprob, loglikelihoods
 
     items = general(step=40)
-    ours = loglikelihoods("embedded:smollm2", requests(items), n_threads=2)
+    ours = loglikelihoods(embedded_model_path(), scoring_requests(items), n_threads=2)
     llm = Llama(model_path=str(embedded_model_path()), n_ctx=512, n_batch=512, logits_all=True, verbose=False,
                 n_threads=2, seed=0)
     try:
-        encode = lambda t: llm.tokenize(t.encode(), add_bos=True, special=True)  # noqa: E731
-        for (context, conts), lps in zip(requests(items), ours):
+        encode = lambda t: llm.tokenize(t.encode(), add_bos=True, special=True)
+        for (context, conts), lps in zip(scoring_requests(items), ours):
             for cont, lp in zip(conts, lps):
                 whole, n = split_tokens(encode, context, cont)
                 llm.reset()  # a fresh cache, with the same batch shapes (prompt, then continuation)
@@ -48,7 +48,7 @@ def test_gguf_kv_reuse_equals_fresh_evaluation():
     finally:
         llm.close()
     # The choices differ from each other (a leak from a previous choice would blur them).
-    assert all(len(set(round(x, 3) for x in lps)) == len(lps) for lps in ours)
+    assert all(len({round(x, 3) for x in lps}) == len(lps) for lps in ours)
 
 
 def test_easy_items_score_above_chance():
