@@ -158,12 +158,13 @@ def load_split(name: str, limit: int | None = None, *, defog_dir: Path = DEFOG_D
 
 
 def _limit(items: list[Item], limit: int | None) -> list[Item]:
-    """The first `limit` items, spread over categories (round-robin) so a quick run sees each."""
+    """The first `limit` items, spread round-robin over (category, seen shape) groups, so that a
+    quick run sees each category and, on the sample split, SQL shapes unseen in training too."""
     if not limit or limit >= len(items):
         return items
-    by_cat: dict[str, list[Item]] = {}
+    by_cat: dict[tuple, list[Item]] = {}
     for item in items:
-        by_cat.setdefault(item.category, []).append(item)
+        by_cat.setdefault((item.category, item.seen_shape), []).append(item)
     out: list[Item] = []
     while len(out) < limit:
         for group in by_cat.values():

