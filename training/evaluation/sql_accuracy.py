@@ -80,7 +80,8 @@ def hearth_server(model_path: str | None, databases: list[dict], work: Path, **o
     with open(log, "w") as log_file:
         proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent,
                                 env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=600, headers={"Authorization": f"Bearer {key}"})
+    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=REQUEST_TIMEOUT_S,
+                          headers={"Authorization": f"Bearer {key}"})
     try:
         deadline = time.monotonic() + READY_TIMEOUT_S
         while True:
@@ -104,6 +105,11 @@ def hearth_server(model_path: str | None, databases: list[dict], work: Path, **o
                 proc.wait()
 
 
+# One /v1/sql answer may take this long (seconds) before it counts as wrong; the slowest normal
+# answers here take ~30 s (defog schemas, 3 attempts, f16 model on 2 cores).
+REQUEST_TIMEOUT_S = 120.0
+
+
 # -- one prediction -----------------------------------------------------------------------------
 
 def post_sql(client, body: dict) -> tuple[int, dict]:
@@ -115,10 +121,20 @@ def post_sql(client, body: dict) -> tuple[int, dict]:
 
 
 def ask_server(client, item: Item, constrained: bool) -> dict:
+    import httpx
+
     body = {"question": item.question, "database": item.database, "constrained": constrained,
             "max_rows": GOLD_MAX_ROWS}
     t0 = time.perf_counter()
-    code, reply = post_sql(client, body)
+    try:
+        code, reply = post_sql(client, body)
+    except httpx.TimeoutException:
+        # Counted as a wrong answer, not a crash: one pathological question (a model fighting the
+        # grammar for 3 attempts x 256 tokens) must not throw away an hour of evaluation. Closing
+        # the connection makes the server cancel the generation (it polls for disconnects).
+        return {"status": "timeout", "error": f"no answer within {REQUEST_TIMEOUT_S:.0f} s",
+                "latency_ms": (time.perf_counter() - t0) * 1000, "rows": None, "attempts": 0,
+                "attempt_rules": [], "failed_rule": None, "sql": None}
     latency_ms = (time.perf_counter() - t0) * 1000
     if code != 200:
         error = (reply.get("error") or {}) if isinstance(reply, dict) else {}

@@ -95,3 +95,17 @@ def test_any_database_and_pairs_file(tmp_path) -> None:
     bad.write_text(json.dumps({"question": "q", "sql": "SELECT 1", "database": "elsewhere"}) + "\n")
     with pytest.raises(ValueError, match="'elsewhere' is not configured"):
         load_split(str(bad), databases=load_databases(settings))
+
+
+def test_a_timed_out_question_counts_as_wrong_instead_of_ending_the_run():
+    import httpx
+
+    from training.evaluation.sql_accuracy import ask_server
+    from training.evaluation.sql_data import sample_items
+
+    def hang(request):
+        raise httpx.ReadTimeout("timed out", request=request)
+
+    client = httpx.Client(base_url="http://test", transport=httpx.MockTransport(hang))
+    record = ask_server(client, sample_items(limit=1)[0], constrained=True)
+    assert record["status"] == "timeout" and record["rows"] is None
