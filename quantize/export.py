@@ -6,7 +6,8 @@ not shipped in any wheel we install. For the llama architecture the conversion i
 tensors, permute the q/k projections from HF's rotate-half RoPE layout to llama.cpp's interleaved
 one, write the hyper-parameters, and copy the tokenizer metadata (vocabulary, merges, special ids,
 chat template) from a reference GGUF with the same vocabulary (the embedded model's by default,
-checked token by token against the HF tokenizer). Other architectures are refused.
+checked token by token against the HF tokenizer; tokens added after it, as `hearth vocab` does,
+are appended as USER_DEFINED). Other architectures are refused.
 
 Tensor types follow llama.cpp's converter for --outtype f16: 2-D weights in f16, norms in f32.
 """
@@ -49,21 +50,38 @@ def gguf_name(hf_name: str) -> str | None:
     return None
 
 
-def copy_tokenizer_metadata(writer, reference: Path, vocab: list[str]) -> None:
-    """tokenizer.* keys of `reference`, after checking its token list equals `vocab`."""
-    from gguf import GGUFReader, GGUFValueType
+def copy_tokenizer_metadata(writer, reference: Path, vocab: list[str], added: dict | None = None) -> None:
+    """tokenizer.* keys of `reference`, after checking its token list is `vocab` or a prefix of it.
+
+    Tokens past the reference's must be the HF tokenizer's added tokens (`added`: id → AddedToken,
+    e.g. from `hearth vocab`): they are appended with type USER_DEFINED (CONTROL if special), in
+    their raw text as convert_hf_to_gguf writes them, so llama.cpp matches them in text before BPE,
+    as transformers does. A new BPE token would need merges the reference lacks: refused.
+    """
+    from gguf import GGUFReader, GGUFValueType, TokenType
 
     reader = GGUFReader(str(reference))
     tokens = reader.fields["tokenizer.ggml.tokens"].contents()
-    if tokens != vocab:
+    extra = vocab[len(tokens):]
+    missing = [i for i in range(len(tokens), len(vocab)) if i not in (added or {})]
+    if vocab[:len(tokens)] != tokens or missing:
         raise ValueError(f"tokenizer of {reference} differs from the model's ({len(tokens)} vs {len(vocab)} tokens); "
                          "give --tokenizer-gguf with this model's vocabulary")
+    types = [int(TokenType.CONTROL if added[i].special else TokenType.USER_DEFINED)
+             for i in range(len(tokens), len(vocab))]
     for name, field in reader.fields.items():
         if not name.startswith("tokenizer."):
             continue
         vtype = field.types[0]
         sub = field.types[1] if vtype == GGUFValueType.ARRAY else None
-        writer.add_key_value(name, field.contents(), vtype, sub_type=sub)
+        value = field.contents()
+        if extra and name == "tokenizer.ggml.tokens":
+            value = value + extra
+        elif extra and name == "tokenizer.ggml.token_type":
+            value = value + types
+        elif extra and name == "tokenizer.ggml.scores":
+            value = value + [0.0] * len(extra)
+        writer.add_key_value(name, value, vtype, sub_type=sub)
 
 
 def export_gguf(model_dir: str | Path, out: str | Path, *, tokenizer_gguf: str | Path | None = None,
@@ -109,7 +127,7 @@ def export_gguf(model_dir: str | Path, out: str | Path, *, tokenizer_gguf: str |
         w.add_rope_freq_base(float(rope))
         w.add_vocab_size(config["vocab_size"])
         w.add_file_type(gguf.LlamaFileType.MOSTLY_F16)
-        copy_tokenizer_metadata(w, Path(tokenizer_gguf), vocab)
+        copy_tokenizer_metadata(w, Path(tokenizer_gguf), vocab, tokenizer.added_tokens_decoder)
         count = 0
         for hf_name in sorted(state):
             target = gguf_name(hf_name)

@@ -22,6 +22,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "plan": ("training.cli", "Recommend a training recipe for the data and this hardware."),
     "data": ("training.cli", "Clean, mix and tokenize the training data; write its manifest."),
     "train": ("training.cli", "Train a LoRA (or full) domain adapter from a recipe."),
+    "vocab": ("training.vocab", "Add domain tokens to the base tokenizer; report the tokens-per-character gain."),
     "merge": ("quantize.cli", "Merge a LoRA adapter into its base model."),
     "export": ("quantize.cli", "Convert a Hugging Face model directory to GGUF."),
     "quantize": ("quantize.cli", "Quantize a GGUF and check it against the unquantized model."),

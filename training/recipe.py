@@ -122,6 +122,24 @@ class GateConfig(BaseModel):
         2.0, ge=0, description="General MC accuracy at most this many points below the base (None: no check).")
 
 
+class VocabConfig(BaseModel):
+    """`hearth vocab`: domain tokens added to the base tokenizer. The pipeline does not run it; point
+    `base_model` at the folder it writes (training/README.md, "Vocabulary expansion")."""
+    model_config = ConfigDict(extra="forbid")
+
+    n_tokens: int = Field(64, ge=1, le=4096, description="Domain tokens to add (the best by count × tokens saved).")
+    min_count: int = Field(5, ge=1, description="Ignore strings seen fewer times in the domain texts.")
+    min_pieces: int = Field(2, ge=2, description="Only strings the base tokenizer splits into at least this many tokens.")
+    heldout_every: int = Field(10, ge=2, description="Without --heldout, every N-th domain text is held out of mining "
+                                                     "and training, for the tokens-per-character figure.")
+    train_steps: int = Field(40, ge=0, description="Steps training only the new embedding rows (0: mean init only; "
+                                                   "~2.5 s each for SmolLM2-135M on 2 cores, batch 8).")
+    lr: float = Field(2e-3, gt=0, description="AdamW learning rate of the new rows.")
+    batch_size: int = Field(8, ge=1, description="Texts per step of the embedding phase.")
+    seq_len: int = Field(128, ge=8, description="Tokens kept per text in the embedding phase.")
+    out: str | None = Field(None, description="Expanded base model folder (default <HEARTH_DATA_DIR or var>/vocab/<name>).")
+
+
 class Recipe(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="HEARTH_", env_nested_delimiter="__", extra="forbid")
 
@@ -134,6 +152,7 @@ class Recipe(BaseSettings):
     export: ExportConfig = Field(default_factory=ExportConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     gate: GateConfig = Field(default_factory=GateConfig)
+    vocab: VocabConfig = Field(default_factory=VocabConfig)
 
     @model_validator(mode="after")
     def _check(self) -> "Recipe":

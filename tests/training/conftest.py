@@ -28,7 +28,8 @@ def tokenizer_dir(tmp_path_factory) -> Path:
     return out
 
 
-def make_tiny_model(tokenizer_dir: Path, out: Path, *, seed: int = 0, hidden: int = 64, layers: int = 2) -> Path:
+def make_tiny_model(tokenizer_dir: Path, out: Path, *, seed: int = 0, hidden: int = 64, layers: int = 2,
+                    tie: bool = True) -> Path:
     import shutil
 
     import torch
@@ -37,7 +38,7 @@ def make_tiny_model(tokenizer_dir: Path, out: Path, *, seed: int = 0, hidden: in
     torch.manual_seed(seed)
     config = LlamaConfig(vocab_size=49152, hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
-                         tie_word_embeddings=True, bos_token_id=1, eos_token_id=2, pad_token_id=2,
+                         tie_word_embeddings=tie, bos_token_id=1, eos_token_id=2, pad_token_id=2,
                          rms_norm_eps=1e-5, rope_theta=100000.0)
     model = LlamaForCausalLM(config)
     with torch.no_grad():  # larger random weights than the default init, so outputs depend on them
