@@ -58,12 +58,29 @@ def batch_loss(model, batch: Batch, device, pad_id: int):
     return _token_loss(lm_head, hidden, labels)
 
 
-def evaluate(model, batches: list[Batch], device, pad_id: int) -> float | None:
-    """Mean loss per loss token over `batches` (validation loss)."""
+def loss_module(model, device, pad_id: int):
+    """`model` inside an nn.Module whose forward(batch) is batch_loss, for DistributedDataParallel.
+
+    DDP all-reduces gradients only for work done through its own forward, and batch_loss calls the
+    decoder and lm_head directly, so under several processes the loss itself is the module's forward.
+    """
     import torch
 
-    if not batches:
-        return None
+    class StepLoss(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = model
+
+        def forward(self, batch: Batch):
+            return batch_loss(self.model, batch, device, pad_id)
+
+    return StepLoss()
+
+
+def loss_sums(model, batches: list[Batch], device, pad_id: int) -> tuple[float, int]:
+    """(summed loss, loss tokens) over `batches`, without gradients."""
+    import torch
+
     model.eval()
     total, count = 0.0, 0
     with torch.no_grad():
@@ -72,4 +89,12 @@ def evaluate(model, batches: list[Batch], device, pad_id: int) -> float | None:
             total += float(loss)
             count += n
     model.train()
+    return total, count
+
+
+def evaluate(model, batches: list[Batch], device, pad_id: int) -> float | None:
+    """Mean loss per loss token over `batches` (validation loss)."""
+    if not batches:
+        return None
+    total, count = loss_sums(model, batches, device, pad_id)
     return total / max(count, 1)
