@@ -160,15 +160,7 @@ def guard_from_args(args) -> LoadGuard:
 
 # -- statistics and tables --------------------------------------------------------------------
 
-def percentile(values, q: float) -> float:
-    """Linear-interpolated percentile, q in [0, 100]; nan for no values."""
-    xs = sorted(values)
-    if not xs:
-        return float("nan")
-    k = (len(xs) - 1) * q / 100
-    lo = int(k)
-    hi = min(lo + 1, len(xs) - 1)
-    return xs[lo] + (xs[hi] - xs[lo]) * (k - lo)
+from training.evaluation.sql_summary import percentile  # noqa: E402,F401  (one definition, pure Python)
 
 
 def median(values) -> float:
