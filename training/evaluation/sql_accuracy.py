@@ -135,6 +135,10 @@ def ask_server(client, item: Item, constrained: bool) -> dict:
         return {"status": "timeout", "error": f"no answer within {REQUEST_TIMEOUT_S:.0f} s",
                 "latency_ms": (time.perf_counter() - t0) * 1000, "rows": None, "attempts": 0,
                 "attempt_rules": [], "failed_rule": None, "sql": None}
+    except httpx.TransportError as exc:  # e.g. connection reset: this item is lost, not the run
+        return {"status": "transport_error", "error": f"{type(exc).__name__}: {exc}",
+                "latency_ms": (time.perf_counter() - t0) * 1000, "rows": None, "attempts": 0,
+                "attempt_rules": [], "failed_rule": None, "sql": None}
     latency_ms = (time.perf_counter() - t0) * 1000
     if code != 200:
         error = (reply.get("error") or {}) if isinstance(reply, dict) else {}
