@@ -37,7 +37,9 @@ def wheel_model_path() -> Path:
 
 
 def models_dir() -> Path:
-    return Path(os.environ.get("HEARTH_DATA_DIR", "var")).expanduser() / "models"
+    from .sql.sample.paths import data_dir  # imported here: that module imports settings, which imports this one
+
+    return data_dir() / "models"
 
 
 def parse_spec(spec: str) -> str | None:

@@ -120,6 +120,12 @@ def post_sql(client, body: dict) -> tuple[int, dict]:
         return r.status_code, {}
 
 
+def _no_answer(status: str, error: str | None, t0: float) -> dict:
+    """The record of a question the server gave no SQL for (scored as wrong)."""
+    return {"status": status, "error": error, "latency_ms": (time.perf_counter() - t0) * 1000, "rows": None,
+            "attempts": 0, "attempt_rules": [], "failed_rule": None, "sql": None}
+
+
 def ask_server(client, item: Item, constrained: bool) -> dict:
     import httpx
 
@@ -132,18 +138,13 @@ def ask_server(client, item: Item, constrained: bool) -> dict:
         # Counted as a wrong answer, not a crash: one pathological question (a model fighting the
         # grammar for 3 attempts x 256 tokens) must not throw away an hour of evaluation. Closing
         # the connection makes the server cancel the generation (it polls for disconnects).
-        return {"status": "timeout", "error": f"no answer within {REQUEST_TIMEOUT_S:.0f} s",
-                "latency_ms": (time.perf_counter() - t0) * 1000, "rows": None, "attempts": 0,
-                "attempt_rules": [], "failed_rule": None, "sql": None}
+        return _no_answer("timeout", f"no answer within {REQUEST_TIMEOUT_S:.0f} s", t0)
     except httpx.TransportError as exc:  # e.g. connection reset: this item is lost, not the run
-        return {"status": "transport_error", "error": f"{type(exc).__name__}: {exc}",
-                "latency_ms": (time.perf_counter() - t0) * 1000, "rows": None, "attempts": 0,
-                "attempt_rules": [], "failed_rule": None, "sql": None}
+        return _no_answer("transport_error", f"{type(exc).__name__}: {exc}", t0)
     latency_ms = (time.perf_counter() - t0) * 1000
     if code != 200:
         error = (reply.get("error") or {}) if isinstance(reply, dict) else {}
-        return {"status": f"http_{code}", "error": error.get("message"), "latency_ms": latency_ms, "rows": None,
-                "attempts": 0, "attempt_rules": [], "failed_rule": None, "sql": None}
+        return _no_answer(f"http_{code}", error.get("message"), t0)
     result = reply.get("result")
     rows = result["rows"] if reply["status"] == "ok" and result and not result["truncated"] else None
     attempts = reply.get("attempts", [])
