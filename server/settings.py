@@ -95,7 +95,17 @@ class SqlSettings(BaseModel):
         True, description="Constrain SQL generation with a grammar built from the live schema."
     )
     max_new_tokens: int = Field(256, ge=16, description="Token budget for one generated query.")
+    generation_timeout_s: float = Field(
+        60.0, gt=0, description="Wall-clock budget for generating one request's SQL, all attempts together; "
+        "past it the request ends with status 'timeout' (grammar-constrained decoding of a confused model "
+        "can otherwise run for minutes on a CPU).",
+    )
     few_shot_k: int = Field(3, ge=0, le=20, description="Retrieved example pairs put in the prompt.")
+    draft: bool = Field(
+        True, description="Show the model a draft after the question: the nearest example pair's SQL with the "
+        "question's literal values filled in (the template baseline's answer). Must match the recipe the "
+        "model was trained with.",
+    )
     max_prompt_tables: int = Field(12, ge=1, description="Prune the schema to this many tables.")
     default_database: str | None = Field(None, description="Database used when a request names none.")
 

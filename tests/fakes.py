@@ -48,7 +48,7 @@ class FakeEngine:
                 yield TokenEvent(text=piece, token_ids=(i,), logprob=-0.5 if request.params.logprobs else None)
             reason = "length" if len(words) > request.params.max_tokens else "stop"
             yield FinishEvent(reason, len(request.prompt_tokens), n)
-        except GeneratorExit:
+        except (GeneratorExit, asyncio.CancelledError):  # closed by the consumer, or its task cancelled
             self.cancelled += 1
             raise
 

@@ -84,10 +84,10 @@ def serve_snippet(recipe: Recipe) -> str:
 
     quant = recipe.export.serve_quant.upper()
     gguf = (recipe.run_dir() / "gguf" / f"{recipe.name}-{quant}.gguf").resolve()
-    ks = {s.few_shot_k for s in recipe.sources if s.kind == "sql"}
+    sql_sources = [s for s in recipe.sources if s.kind == "sql"]
     settings: dict = {"models": [{"name": recipe.name, "path": str(gguf)}]}
-    if ks:
-        settings["sql"] = {"few_shot_k": ks.pop()}  # trained as served: the same number of examples
+    if sql_sources:  # served as trained: the same number of examples, a draft or none
+        settings["sql"] = {"few_shot_k": sql_sources[0].few_shot_k, "draft": sql_sources[0].draft}
     header = (f"# Written by `hearth pipeline` for run {recipe.name}.\n"
               f"# hearth serve --config {recipe.run_dir() / 'serve.yaml'}   (or merge `models:` into your settings)\n")
     return header + yaml.safe_dump(settings, sort_keys=False)

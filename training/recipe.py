@@ -27,6 +27,7 @@ class Source(BaseModel):
     path: str | None = Field(None, description="File or folder (replay: cache file, default <out_dir>/replay.jsonl).")
     role: Literal["domain", "general", "instruction"] = Field("domain", description="Role in the mix (training/mix.py).")
     few_shot_k: int = Field(3, ge=0, le=20, description="sql: retrieved examples per prompt; must equal serving's sql.few_shot_k.")
+    draft: bool = Field(True, description="sql: show the template baseline's filled SQL after the question; must equal serving's sql.draft.")
     schema_source: Literal["live", "ddl"] = Field("live", description="sql: introspect the configured database (as served) or use the sample DDL.")
     examples_path: str | None = Field(None, description="sql: file serving retrieves examples from (default: path).")
     near_dup_threshold: float = Field(0.8, gt=0, le=1, description="Jaccard of word 5-shingles above which a sample is a near duplicate (1 = off).")
@@ -104,6 +105,7 @@ class EvalConfig(BaseModel):
     review_key: str | None = Field(None, description="Blind id → variant key of review_db (default: <review_db stem>.key.json beside it).")
     n_ctx: int = Field(4096, ge=512, description="Context of the evaluation server (defog's largest schema is ~1,600 tokens).")
     max_attempts: int = Field(3, ge=1, le=10, description="Text-to-SQL attempts, counting self-corrections.")
+    sql_draft: bool = Field(True, description="Serve with sql.draft (the template's filled SQL after the question).")
     defog_dir: str | None = Field(None, description="defog sql-eval data folder (default ../shared/data/defog).")
 
 

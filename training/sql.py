@@ -22,47 +22,63 @@ from pathlib import Path
 from .io import read_jsonl
 
 
-def load_schema(database: str, source: str = "live", dialect: str = "sqlite"):
-    """The DatabaseSchema serving would show for `database`."""
+def load_database(database: str, source: str = "live", dialect: str = "sqlite"):
+    """(DatabaseSchema serving would show for `database`, its ValueIndex for drafts)."""
+    from server.sql.baseline import ValueIndex
+
     if source == "ddl":
         from server.sql.sample.ddl import database_schema
 
-        return database_schema(dialect, name=database)
+        schema = database_schema(dialect, name=database)
+        return schema, ValueIndex.from_schema(schema)
     from server.settings import load_settings
     from server.sql.connections import DatabaseRegistry
     from server.sql.sample.paths import ensure_sample_database
 
     configs = load_settings().databases
     ensure_sample_database(configs)
-    return DatabaseRegistry(configs).get(database).schema()
+    db = DatabaseRegistry(configs).get(database)
+    return db.schema(), ValueIndex.for_database(db)
+
+
+def load_schema(database: str, source: str = "live", dialect: str = "sqlite"):
+    """The DatabaseSchema serving would show for `database`."""
+    return load_database(database, source, dialect)[0]
 
 
 def sql_samples(path: str | Path, *, source: str = "sql", few_shot_k: int = 3, schema_source: str = "live",
                 max_prompt_tables: int = 12, examples_path: str | Path | None = None,
-                splits: tuple[str, ...] = ("train",)) -> list[dict]:
+                splits: tuple[str, ...] = ("train",), draft: bool = True) -> list[dict]:
     """One chat sample per pair: [user (instructions+schema+question), ..., assistant (SQL)].
 
     `examples_path` is the file serving retrieves few-shot examples from (default: `path`).
+    `draft` adds the template baseline's filled SQL after the question, as serving's `sql.draft`
+    does, drafted from the other pairs (never from the pair itself).
     """
+    from server.sql.baseline import TemplateBaseline
     from server.sql.prompt import Example, sql_answer, sql_messages
     from server.sql.retrieval import ExampleIndex, load_examples, prune_tables
 
     rows = [r for r in read_jsonl(path) if r.get("split", "train") in splits]
-    index = ExampleIndex(load_examples(examples_path or path)) if few_shot_k > 0 else None
-    schemas: dict[str, object] = {}
+    examples = load_examples(examples_path or path)
+    index = ExampleIndex(examples) if few_shot_k > 0 else None
+    databases: dict[str, tuple] = {}
+    drafters: dict[str, TemplateBaseline] = {}
     out = []
     for row in rows:
         db = row.get("database", "sample")
-        if db not in schemas:
-            schemas[db] = load_schema(db, schema_source)
-        schema = schemas[db]
+        if db not in databases:
+            databases[db] = load_database(db, schema_source)
+            drafters[db] = TemplateBaseline(examples, databases[db][1], dialect=databases[db][0].dialect)
+        schema = databases[db][0]
+        draft_sql = drafters[db].answer(row["question"], leave_out=row["question"]).sql if draft else None
         shots: list[Example] = []
         if index is not None:
             # Ask for one more, then drop the pair itself (and exact copies of its question).
             near = index.nearest(row["question"], few_shot_k + 1)
             shots = [ex for ex in near if ex.question.strip() != row["question"].strip()][:few_shot_k]
         tables = prune_tables(schema, row["question"], max_prompt_tables)
-        messages = sql_messages(schema, row["question"], tables=tables, examples=shots)
+        messages = sql_messages(schema, row["question"], tables=tables, examples=shots, draft=draft_sql)
         messages.append({"role": "assistant", "content": sql_answer(row["sql"])})
         out.append({
             "messages": messages, "source": source, "id": str(row.get("id", len(out))),

@@ -77,7 +77,7 @@ class Attempt(BaseModel):
     valid: bool | None = None
     failed_rule: str | None = None
     error: str | None = Field(None, description="Why the attempt failed (validation or execution).")
-    stage: Literal["generation", "validation", "execution", "ok"] = "ok"
+    stage: Literal["generation", "validation", "execution", "timeout", "ok"] = "ok"
 
 
 class Timings(BaseModel):
@@ -103,9 +103,10 @@ class SqlResponse(BaseModel):
     database: str
     dialect: str
     question: str
-    status: Literal["ok", "unanswerable", "rejected", "execution_error"] = Field(
+    status: Literal["ok", "unanswerable", "rejected", "execution_error", "timeout"] = Field(
         description="ok: valid SQL (and rows when executed); unanswerable: the model said the schema "
-        "cannot answer; rejected: no attempt passed validation; execution_error: no valid attempt ran."
+        "cannot answer; rejected: no attempt passed validation; execution_error: no valid attempt ran; "
+        "timeout: sql.generation_timeout_s ran out before an attempt passed."
     )
     sql: str | None = Field(description="Final SQL, regenerated from the validated AST.")
     validation: ValidationResult | None

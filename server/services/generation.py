@@ -90,6 +90,7 @@ class GenerationResult:
     text: str = ""
     tokens: list[TokenEvent] = field(default_factory=list)
     finish: FinishEvent | None = None
+    timed_out: bool = False  # stopped at the caller's deadline; `text` holds what came before it
 
 
 async def stream_events(
@@ -112,8 +113,9 @@ async def stream_events(
 
 
 async def run_to_end(engine: Engine, request: GenerationRequest, metrics: Metrics | None, model: str,
-                     is_disconnected=None) -> GenerationResult:
-    """Collects a whole generation. Stops early (and frees the slot) if the client went away.
+                     is_disconnected=None, timeout_s: float | None = None) -> GenerationResult:
+    """Collects a whole generation. Stops early (and frees the slot) if the client went away, or
+    after `timeout_s` seconds (then `timed_out` is set and `text` is what came before).
 
     The disconnect check runs beside the generation every half second, not between tokens:
     during a long prompt prefill there are no tokens, and a client that gave up must still
@@ -132,9 +134,16 @@ async def run_to_end(engine: Engine, request: GenerationRequest, metrics: Metric
                     result.finish = event
 
     task = asyncio.ensure_future(consume())
+    deadline = None if timeout_s is None else time.perf_counter() + max(timeout_s, 0.0)
     try:
         while not task.done():
-            await asyncio.wait({task}, timeout=DISCONNECT_POLL_S)
+            wait = DISCONNECT_POLL_S if deadline is None else min(DISCONNECT_POLL_S, max(deadline - time.perf_counter(), 0))
+            await asyncio.wait({task}, timeout=wait)
+            if not task.done() and deadline is not None and time.perf_counter() >= deadline:
+                log.info("deadline of %.1f s reached; cancelling %s", timeout_s, request.request_id)
+                result.timed_out = True
+                task.cancel()
+                break
             if not task.done() and is_disconnected is not None and await is_disconnected():
                 log.info("client disconnected; cancelling %s", request.request_id)
                 task.cancel()

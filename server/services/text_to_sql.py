@@ -41,7 +41,8 @@ from ..sql.connections import Database, DatabaseRegistry
 from ..sql.execute import execute_readonly
 from ..sql.grammar import sql_grammar
 from ..sql.prompt import correction_messages, parse_answer, sql_messages
-from ..sql.retrieval import ExampleIndex, prune_tables
+from ..sql.baseline import TemplateBaseline, ValueIndex
+from ..sql.retrieval import load_examples, prune_tables
 from ..sql.sample.paths import ensure_sample_database
 from ..sql.schema import DatabaseSchema
 from ..sql.validate import ValidationReport, validate_sql
@@ -65,7 +66,7 @@ class SqlService:
         self.metrics = metrics
         ensure_sample_database(settings.databases)
         self.registry = DatabaseRegistry(settings.databases)
-        self._examples: dict[str, ExampleIndex | None] = {}
+        self._examples: dict[str, TemplateBaseline | None] = {}
 
     # -- databases --------------------------------------------------------------------------
 
@@ -94,16 +95,23 @@ class SqlService:
         database = self.registry.get(name)
         return _info(database, await self.schema(database, refresh=True))
 
-    def examples(self, database: Database) -> ExampleIndex | None:
+    def examples(self, database: Database, dialect: str) -> TemplateBaseline | None:
+        """The database's example pairs: `.index` retrieves few-shot examples, `.answer()` drafts.
+
+        Built on first use (reading every short text value of a SQLite database for the draft's
+        value lookup, so call it off the event loop)."""
         path = database.config.examples_path
         if not path:
             return None
         if database.name not in self._examples:
             try:
-                self._examples[database.name] = ExampleIndex.from_jsonl(path)
+                examples = load_examples(path)
             except OSError as exc:  # serve without few-shot examples rather than not at all
                 log.warning("database %s: cannot read examples %s (%s); no few-shot examples", database.name, path, exc)
                 self._examples[database.name] = None
+                return None
+            values = ValueIndex.for_database(database) if self.options.draft else None
+            self._examples[database.name] = TemplateBaseline(examples, values, dialect=dialect)
         return self._examples[database.name]
 
     # -- validate ---------------------------------------------------------------------------
@@ -138,9 +146,10 @@ class SqlService:
         max_rows = self._max_rows(database, req.max_rows)
 
         tables = prune_tables(schema, req.question, self.options.max_prompt_tables)
-        index = self.examples(database)
-        shots = index.nearest(req.question, self.options.few_shot_k) if index else []
-        messages = sql_messages(schema, req.question, dialect=dialect, tables=tables, examples=shots)
+        pairs = await asyncio.to_thread(self.examples, database, schema.dialect)
+        shots = pairs.index.nearest(req.question, self.options.few_shot_k) if pairs else []
+        draft = pairs.answer(req.question).sql if pairs and self.options.draft else None
+        messages = sql_messages(schema, req.question, dialect=dialect, tables=tables, examples=shots, draft=draft)
         grammar = sql_grammar(schema, tables, dialect=dialect) if constrained else None
 
         timings, usage, attempts = Timings(), _Usage(), []
@@ -150,8 +159,19 @@ class SqlService:
                 log.info("client went away; no further attempts")
                 break
             t0 = time.perf_counter()
-            raw = await self._complete(engine, messages, grammar, req.max_tokens, usage, is_disconnected)
+            budget_s = self.options.generation_timeout_s - (t0 - started)
+            if budget_s <= 0:
+                status = "timeout"
+                break
+            raw, timed_out = await self._complete(engine, messages, grammar, req.max_tokens, usage,
+                                                  is_disconnected, budget_s)
             timings.generation_ms += _ms(t0)
+            if timed_out:
+                attempts.append(Attempt(number=number, raw=raw, sql=None, stage="timeout",
+                                        error=f"generation ran past sql.generation_timeout_s "
+                                              f"({self.options.generation_timeout_s:g} s)"))
+                status = "timeout"
+                break
             sql = parse_answer(raw)
             attempt = Attempt(number=number, raw=raw, sql=sql)
             attempts.append(attempt)
@@ -200,7 +220,8 @@ class SqlService:
         )
 
     async def _complete(self, engine, messages: list[dict], grammar: str | None, max_tokens: int | None,
-                        usage: _Usage, is_disconnected) -> str:
+                        usage: _Usage, is_disconnected, timeout_s: float) -> tuple[str, bool]:
+        """The model's reply to `messages`, and whether the deadline cut it short."""
         prompt = engine.render_chat(messages, add_generation_prompt=True)
         tokens = engine.tokenize(prompt, add_special=False, parse_special=True)
         room = engine.n_ctx - len(tokens)
@@ -212,14 +233,14 @@ class SqlService:
         params = SamplingParams(max_tokens=min(max_tokens or self.options.max_new_tokens, room), temperature=0.0,
                                 stop=("\n\n", ";", "```"), grammar=grammar)
         request = GenerationRequest(tuple(tokens), params, new_id("sqlgen"))
-        out = await run_to_end(engine, request, self.metrics, engine.name, is_disconnected)
+        out = await run_to_end(engine, request, self.metrics, engine.name, is_disconnected, timeout_s)
         if out.finish is not None:
             usage.prompt += out.finish.prompt_tokens
             usage.completion += out.finish.completion_tokens
             usage.cached += out.finish.cached_tokens
             if usage.ttft_ms is None and out.finish.time_to_first_token_s is not None:
                 usage.ttft_ms = round(out.finish.time_to_first_token_s * 1000, 3)
-        return out.text
+        return out.text, out.timed_out
 
     # -- shared -----------------------------------------------------------------------------
 

@@ -72,6 +72,13 @@ class ValueIndex:
         return cls((t.name, c, v) for t in schema.tables for c, vs in t.sample_values.items() for v in vs)
 
     @classmethod
+    def for_database(cls, database) -> "ValueIndex":
+        """A connections.Database's values: all of them for SQLite, else its schema's samples."""
+        if database.sqlite_path is not None and database.sqlite_path.is_file():
+            return cls.from_sqlite(database.sqlite_path)
+        return cls.from_schema(database.schema())
+
+    @classmethod
     def from_sqlite(cls, path: str | Path) -> "ValueIndex":
         """Every distinct short text value of every column, read through a read-only connection."""
         conn = sqlite3.connect(f"file:{Path(path).resolve()}?mode=ro", uri=True)
@@ -196,8 +203,12 @@ class TemplateBaseline:
         # a training pair that names the same customer or category is often the very query.
         self.index = ExampleIndex(self.examples)
 
-    def answer(self, question: str) -> BaselineAnswer:
-        best = self.index.scored(question, 1)
+    def answer(self, question: str, *, leave_out: str | None = None) -> BaselineAnswer:
+        """The filled template for `question`. `leave_out` skips training pairs asking exactly that
+        question: training drafts its own pairs this way, so a pair never drafts itself."""
+        skip = leave_out.strip() if leave_out else None
+        best = [(score, ex) for score, ex in self.index.scored(question, 4 if skip else 1)
+                if ex.question.strip() != skip][:1]
         if not best:
             return BaselineAnswer(None)
         score, neighbour = best[0]

@@ -25,6 +25,9 @@ from server.sql.schema import DatabaseSchema, Table
 # What the model answers when the schema cannot answer the question (defog's idk set measures it).
 CANNOT_ANSWER = "-- cannot answer from this schema"
 
+# Introduces the draft query after the question (see sql_messages).
+DRAFT_LABEL = "Draft from the most similar known question (correct it if it does not fit):"
+
 DIALECT_NAMES = {"sqlite": "SQLite", "postgres": "PostgreSQL", "mysql": "MySQL/MariaDB"}
 
 # Sample values show the model how literals look ('on_hold', not 'On Hold'). Long values, e-mail
@@ -94,6 +97,7 @@ def sql_messages(
     dialect: str | None = None,
     tables: Sequence[str] | None = None,
     examples: Sequence[Example] = (),
+    draft: str | None = None,
 ) -> list[dict]:
     """Chat messages asking for the SQL that answers `question` over `schema`.
 
@@ -101,13 +105,21 @@ def sql_messages(
     assistant's reply), so a small model answers the real question in the same form. Every
     request on one database starts with the same instructions, schema and "Question: ", which
     is the prefix the cache reuses.
+
+    `draft` is the template baseline's answer (server/sql/baseline.py: the nearest pair's SQL
+    with this question's literal values filled in), shown after the question. A small model is
+    bad at copying literal values ('Los Angeles', '2024-03-01', 250) into place; with the draft it
+    only has to keep or correct a query whose values are already right.
     """
     dialect = dialect or schema.dialect
     head = f"{instructions(dialect)}\n\n### Schema\n{render_schema(schema, tables)}\n\n"
     questions = [ex.question for ex in examples] + [question]
     messages: list[dict] = []
     for i, q in enumerate(questions):
-        messages.append({"role": "user", "content": (head if i == 0 else "") + f"Question: {q.strip()}"})
+        content = (head if i == 0 else "") + f"Question: {q.strip()}"
+        if draft and i == len(examples):
+            content += f"\n{DRAFT_LABEL} {one_line(draft)}"
+        messages.append({"role": "user", "content": content})
         if i < len(examples):
             messages.append({"role": "assistant", "content": sql_answer(examples[i].sql)})
     return messages

@@ -7,12 +7,14 @@ database engines.
 
 from __future__ import annotations
 
+from contextlib import aclosing
+
 import pytest
 from fastapi.testclient import TestClient
 
 from server.app import create_app
 from server.settings import ServerSettings
-from server.sql.prompt import CANNOT_ANSWER
+from server.sql.prompt import CANNOT_ANSWER, DRAFT_LABEL
 from tests.fakes import FakeEngine
 
 
@@ -25,8 +27,9 @@ class ScriptedEngine(FakeEngine):
 
     async def generate(self, request):
         self.reply = self.replies.pop(0) if len(self.replies) > 1 else self.replies[0]
-        async for event in super().generate(request):
-            yield event
+        async with aclosing(super().generate(request)) as events:  # closing this closes the fake's stream
+            async for event in events:
+                yield event
 
 
 @pytest.fixture()
@@ -125,6 +128,17 @@ def test_refusal_is_reported_as_unanswerable(client_for):
     assert body["status"] == "unanswerable" and body["sql"] is None and len(body["attempts"]) == 1
 
 
+def test_generation_past_the_deadline_ends_with_status_timeout(client_for):
+    client = client_for(["SELECT COUNT(*) FROM orders WHERE status = 'shipped' AND total > 10 AND total < 99"],
+                        sql={"generation_timeout_s": 0.3})
+    client.engine.delay_s = 0.1  # 16 words at 0.1 s each: the reply would take 1.6 s
+    body = client.post("/v1/sql", json={"question": "How many shipped orders?", "max_attempts": 3}).json()
+    assert body["status"] == "timeout" and body["sql"] is None and body["result"] is None
+    assert [a["stage"] for a in body["attempts"]] == ["timeout"]
+    assert 0.25 < body["timings"]["total_ms"] / 1000 < 1.2
+    assert client.engine.cancelled == 1  # the engine's request was cancelled, so its slot is free
+
+
 def test_execute_false_returns_sql_without_rows(client_for):
     client = client_for(["SELECT COUNT(*) FROM products"])
     body = client.post("/v1/sql", json={"question": "How many products?", "execute": False}).json()
@@ -146,6 +160,20 @@ def test_prompt_lists_the_schema_and_nearest_examples(client_for):
     prompt = client.engine.detokenize(client.engine.requests[0].prompt_tokens)
     assert "CREATE TABLE customers (" in prompt and "<assistant>SELECT" in prompt
     assert "WHERE city = 'Vancouver'" in prompt  # the train pair asking exactly this was retrieved
+
+
+def test_the_draft_carries_the_new_questions_values(client_for):
+    """The draft is the nearest pair's SQL with this question's city in it; sql.draft=false omits it."""
+    question = "Which customers are based in Calgary?"
+    client = client_for(["SELECT COUNT(*) FROM customers"])
+    client.post("/v1/sql", json={"question": question})
+    prompt = client.engine.detokenize(client.engine.requests[0].prompt_tokens)
+    last_turn = prompt.rsplit("<user>", 1)[1]
+    assert last_turn.startswith(f"Question: {question}\n{DRAFT_LABEL} SELECT")
+    assert "city = 'Calgary'" in last_turn.split(DRAFT_LABEL)[1]
+    plain = client_for(["SELECT COUNT(*) FROM customers"], sql={"draft": False})
+    plain.post("/v1/sql", json={"question": question})
+    assert DRAFT_LABEL not in plain.engine.detokenize(plain.engine.requests[0].prompt_tokens)
 
 
 def test_tool_definition_matches_the_request_schema(client_for):

@@ -27,28 +27,39 @@ def llama_vocab():
     llm.close()
 
 
-@pytest.mark.parametrize("k", [0, 3])
-def test_sql_sample_tokens_match_serving(tmp_path, tokenizer, llama_vocab, data_dir, k):
+def text_of(messages: list[dict]) -> str:
+    return "\n".join(m["content"] for m in messages)
+
+
+@pytest.mark.parametrize("k, draft", [(0, False), (3, False), (3, True)])
+def test_sql_sample_tokens_match_serving(tmp_path, tokenizer, llama_vocab, data_dir, k, draft):
     from server.engine.template import ChatTemplate
     from server.sql.prompt import sql_messages
     from server.sql.retrieval import ExampleIndex, load_examples, prune_tables
     from server.sql.sample.paths import PAIRS_DIR
-    from training.sql import load_schema, sql_samples
+    from server.sql.baseline import TemplateBaseline
+    from server.sql.prompt import DRAFT_LABEL
+    from training.sql import load_database, sql_samples
     from training.tokens import IGNORE, encode_chat
 
     pairs = tmp_path / "pairs.jsonl"
     rows = (PAIRS_DIR / "train.jsonl").read_text().splitlines()
     pairs.write_text("\n".join(rows[100:103]) + "\n")
-    sample = sql_samples(pairs, few_shot_k=k, examples_path=PAIRS_DIR / "train.jsonl")[0]
+    sample = sql_samples(pairs, few_shot_k=k, examples_path=PAIRS_DIR / "train.jsonl", draft=draft)[0]
     ids, labels = encode_chat(tokenizer, sample["messages"], last_turn_only=True)
     first = next(i for i, t in enumerate(labels) if t != IGNORE)
 
     # What the server does for the same question (SqlService.generate → LlamaEngine.render_chat).
     row = json.loads(rows[100])
-    schema = load_schema("sample")
+    schema, values = load_database("sample")
     index = ExampleIndex(load_examples(PAIRS_DIR / "train.jsonl"))
     shots = [ex for ex in index.nearest(row["question"], k + 1) if ex.question != row["question"]][:k]
-    served = sql_messages(schema, row["question"], tables=prune_tables(schema, row["question"], 12), examples=shots)
+    # The server's drafter (SqlService.examples), leaving the pair out as it leaves out its shots.
+    baseline = TemplateBaseline(load_examples(PAIRS_DIR / "train.jsonl"), values)
+    draft_sql = baseline.answer(row["question"], leave_out=row["question"]).sql if draft else None
+    served = sql_messages(schema, row["question"], tables=prune_tables(schema, row["question"], 12), examples=shots,
+                          draft=draft_sql)
+    assert (DRAFT_LABEL in text_of(sample["messages"])) == draft
     meta = llama_vocab.metadata
     template = ChatTemplate(meta["tokenizer.chat_template"], bos_token="<|im_start|>", eos_token="<|im_end|>")
     text = template.render(served, add_generation_prompt=True)

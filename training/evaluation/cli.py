@@ -20,7 +20,7 @@ from pathlib import Path
 
 # EvalConfig fields that are flags; list values may be comma-separated ("--sql sample,defog").
 EVAL_FLAGS = ("sql", "sql_limit", "sql_modes", "databases", "mc", "mc_limit", "open_ended", "review_db",
-              "review_key", "n_ctx", "max_attempts", "defog_dir")
+              "review_key", "n_ctx", "max_attempts", "sql_draft", "defog_dir")
 
 
 def add_arguments(parser: argparse.ArgumentParser, verb: str = "eval") -> None:
@@ -41,6 +41,8 @@ def add_arguments(parser: argparse.ArgumentParser, verb: str = "eval") -> None:
                         help="Variant the gate judges (default: gate.candidate, else export.serve_quant).")
     parser.add_argument("--out", default=None, help="Report folder (default with a recipe: <run>/eval).")
     parser.add_argument("--progress", action="store_true", help="One line per SQL question on stderr.")
+    parser.add_argument("--fresh", action="store_true",
+                        help="Measure everything again, ignoring the finished parts an earlier run kept in <out>/parts.")
 
 
 def _flags(args: argparse.Namespace) -> dict:
@@ -123,7 +125,7 @@ def run(args: argparse.Namespace, verb: str = "eval") -> int:
 
     variants, config, out, gate, candidate, run_dir, name = plan(args)
     report, paths = run_evaluation(variants, config, out, gate=gate, candidate=candidate, run_dir=run_dir,
-                                   name=name, progress=args.progress)
+                                   name=name, progress=args.progress, fresh=args.fresh)
     for row in headline_rows(report):
         cells = ", ".join(f"{title} {row[key]}" for key, title in HEADLINE if row[key] is not None)
         print(f"{row['variant']}: {cells}")

@@ -23,6 +23,7 @@ import sys
 import time
 from pathlib import Path
 
+from .parts import Parts
 from .variants import Variant
 
 GENERAL_MC = Path(__file__).parent / "data" / "general_mc.jsonl"
@@ -60,7 +61,16 @@ def load_sql_items(config) -> list:
     return items
 
 
-def run_sql(variants: list[Variant], config, report: dict, progress: bool) -> None:
+def _sql_key(v: Variant, items: list, config) -> dict:
+    """What one variant's Text-to-SQL result depends on (parts.py)."""
+    from .parts import model_fingerprint
+
+    return {"model": model_fingerprint(v.resolved_path), "modes": list(config.sql_modes), "n_ctx": config.n_ctx,
+            "max_attempts": config.max_attempts, "draft": config.sql_draft,
+            "items": [[i.split, i.id, i.database, i.question, i.gold_sql] for i in items]}
+
+
+def run_sql(variants: list[Variant], config, report: dict, progress: bool, parts: Parts) -> None:
     from .sql_accuracy import evaluate_baseline, evaluate_sql_variant
     from .sql_data import DEFOG_DIR
 
@@ -76,25 +86,33 @@ def run_sql(variants: list[Variant], config, report: dict, progress: bool) -> No
             report["variants"][v.name].setdefault("notes", []).append("Text-to-SQL needs a GGUF: not measured")
             continue
         _log(f"SQL: {v.name} ({v.path})")
-        runs = evaluate_sql_variant(str(v.resolved_path), items, config.sql_modes, defog_dir=defog_dir,
-                                    n_ctx=config.n_ctx, max_attempts=config.max_attempts, progress=progress)
+        runs = parts.get_or_run("sql", v.name, _sql_key(v, items, config), lambda v=v: evaluate_sql_variant(
+            str(v.resolved_path), items, config.sql_modes, defog_dir=defog_dir, n_ctx=config.n_ctx,
+            max_attempts=config.max_attempts, draft=config.sql_draft, progress=progress))
         for split, by_mode in runs.items():
             for mode, run in by_mode.items():
                 report["variants"][v.name].setdefault("sql", {}).setdefault(split, {})[mode] = run["summary"]
                 report["sql_records"].setdefault(v.name, {}).setdefault(split, {})[mode] = run["records"]
 
 
-def run_mc(variants: list[Variant], config, report: dict) -> None:
+def run_mc(variants: list[Variant], config, report: dict, parts: Parts) -> None:
     from .mc import evaluate_mc, load_mc
+    from .parts import digest, model_fingerprint
 
     for name in config.mc:
         items = load_mc(mc_path(name))
         items = [it for it in items if it.get("status", "approved") != "draft"][:config.mc_limit]
         for v in variants:
             _log(f"MC {mc_name(name)}: {v.name} ({len(items)} questions)")
-            result = evaluate_mc(v, items)
-            result.pop("items", None)  # per-question log-likelihoods: too long for the report
-            report["variants"][v.name].setdefault("mc", {})[mc_name(name)] = result
+
+            def measure(v=v, items=items) -> dict:
+                result = evaluate_mc(v, items)
+                result.pop("items", None)  # per-question log-likelihoods: too long for the report
+                return result
+
+            key = {"model": model_fingerprint(v.resolved_path), "items": digest(items)}
+            report["variants"][v.name].setdefault("mc", {})[mc_name(name)] = parts.get_or_run(
+                f"mc-{mc_name(name)}", v.name, key, measure)
 
 
 def run_open_ended(variants: list[Variant], config, report: dict, out: Path) -> None:
@@ -118,11 +136,16 @@ def run_open_ended(variants: list[Variant], config, report: dict, out: Path) -> 
 
 
 def run_evaluation(variants: list[Variant], config, out_dir: str | Path, *, gate=None, candidate: str | None = None,
-                   run_dir: str | Path | None = None, name: str = "", progress: bool = False):
-    """Evaluates `variants` as `config` (EvalConfig) says; returns (report, written paths)."""
+                   run_dir: str | Path | None = None, name: str = "", progress: bool = False, fresh: bool = False):
+    """Evaluates `variants` as `config` (EvalConfig) says; returns (report, written paths).
+
+    Each variant's finished part is kept in `<out_dir>/parts/` (parts.py), so running the same
+    evaluation again after a crash or a kill measures only what is missing; `fresh` starts over.
+    """
     from .report import write_report
 
     out = Path(out_dir)
+    parts = Parts(out, fresh=fresh)
     report: dict = {
         "meta": {"name": name, "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                  "cores": len(os.sched_getaffinity(0)), "sql_limit": config.sql_limit, "mc_limit": config.mc_limit,
@@ -134,9 +157,9 @@ def run_evaluation(variants: list[Variant], config, out_dir: str | Path, *, gate
     }
     t0 = time.perf_counter()
     if config.sql:
-        run_sql(variants, config, report, progress)
+        run_sql(variants, config, report, progress, parts)
     if config.mc:
-        run_mc(variants, config, report)
+        run_mc(variants, config, report, parts)
     if config.open_ended or config.review_db:
         run_open_ended(variants, config, report, out)
     report["meta"]["seconds"] = round(time.perf_counter() - t0, 1)

@@ -60,6 +60,13 @@ def test_eval_the_embedded_model(tmp_path, capsys) -> None:
     assert gate["checks"][0].startswith("ok: base SQL EX") and "a drop of 0.0 points" in gate["checks"][0]
     assert code == (0 if gate["passed"] else 1)
     assert "report: " in capsys.readouterr().out
+    # Run again: every finished part is reused from <out>/parts, no model is measured again.
+    assert sorted(p.name for p in (out / "parts").glob("*.json")) == ["mc-general--base.json", "sql--base.json"]
+    assert main(["eval", "--variant", "base=embedded:smollm2", "--sql", "sample", "--sql-limit", "3",
+                 "--mc", "general", "--mc-limit", "4", "--gate-from", str(recipe), "--out", str(out)]) == code
+    assert capsys.readouterr().err.count("done in an earlier run") == 2
+    again = json.loads((out / "report.json").read_text())
+    assert again["sql_records"] == report["sql_records"] and again["variants"] == report["variants"]
 
 
 def test_grades_of_a_review_store_go_into_the_report(tmp_path) -> None:

@@ -1,0 +1,41 @@
+"""The part store that lets a stopped `hearth eval` resume (training/evaluation/parts.py)."""
+
+from __future__ import annotations
+
+import os
+
+from training.evaluation.parts import Parts, model_fingerprint
+
+
+def test_a_stored_part_is_reused_only_under_the_same_key(tmp_path) -> None:
+    calls = []
+
+    def measure(value):
+        def run():
+            calls.append(value)
+            return {"ex": value}
+        return run
+
+    parts = Parts(tmp_path)
+    assert parts.get_or_run("sql", "Q8_0", {"model": 1}, measure(0.5)) == {"ex": 0.5}
+    assert Parts(tmp_path).get_or_run("sql", "Q8_0", {"model": 1}, measure(0.9)) == {"ex": 0.5}  # resumed
+    assert Parts(tmp_path).get_or_run("sql", "Q8_0", {"model": 2}, measure(0.7)) == {"ex": 0.7}  # key changed
+    assert Parts(tmp_path).get_or_run("sql", "Q4_K_M", {"model": 2}, measure(0.6)) == {"ex": 0.6}  # other variant
+    assert Parts(tmp_path, fresh=True).get_or_run("sql", "Q8_0", {"model": 2}, measure(0.8)) == {"ex": 0.8}
+    assert calls == [0.5, 0.7, 0.6, 0.8]
+
+
+def test_a_torn_part_file_is_measured_again(tmp_path) -> None:
+    parts = Parts(tmp_path)
+    parts.save("mc-general", "base", {"k": 1}, {"acc": 0.5})
+    parts.path("mc-general", "base").write_text('{"key": "')  # as if cut off mid-write by another tool
+    assert parts.load("mc-general", "base", {"k": 1}) is None
+
+
+def test_a_rewritten_model_file_changes_the_fingerprint(tmp_path) -> None:
+    model = tmp_path / "m.gguf"
+    model.write_bytes(b"GGUF" + bytes(100))
+    before = model_fingerprint(model)
+    model.write_bytes(b"GGUF" + bytes(100))
+    os.utime(model, ns=(1, 1))
+    assert model_fingerprint(model) != before
