@@ -84,10 +84,9 @@ def serve_snippet(recipe: Recipe) -> str:
 
     quant = recipe.export.serve_quant.upper()
     gguf = (recipe.run_dir() / "gguf" / f"{recipe.name}-{quant}.gguf").resolve()
-    sql_sources = [s for s in recipe.sources if s.kind == "sql"]
     settings: dict = {"models": [{"name": recipe.name, "path": str(gguf)}]}
-    if sql_sources:  # served as trained: the same number of examples, a draft or none
-        settings["sql"] = {"few_shot_k": sql_sources[0].few_shot_k, "draft": sql_sources[0].draft}
+    if recipe.served_sql():  # served as trained: the same number of examples, a draft or none
+        settings["sql"] = recipe.served_sql()
     header = (f"# Written by `hearth pipeline` for run {recipe.name}.\n"
               f"# hearth serve --config {recipe.run_dir() / 'serve.yaml'}   (or merge `models:` into your settings)\n")
     return header + yaml.safe_dump(settings, sort_keys=False)
@@ -152,7 +151,7 @@ def run_stage(stage: str, recipe: Recipe, progress: bool = True) -> dict:
     if stage == "eval":
         from .evaluation.suite import candidate_name, recipe_variants, run_evaluation
 
-        report, paths = run_evaluation(recipe_variants(recipe), recipe.eval, run / "eval", gate=recipe.gate,
+        report, paths = run_evaluation(recipe_variants(recipe), recipe.eval_config(), run / "eval", gate=recipe.gate,
                                        candidate=candidate_name(recipe), run_dir=run, name=recipe.name)
         return {"report": str(paths["html"]), "gate_passed": report["gate"]["passed"]}
     if stage == "register":

@@ -106,6 +106,7 @@ class EvalConfig(BaseModel):
     n_ctx: int = Field(4096, ge=512, description="Context of the evaluation server (defog's largest schema is ~1,600 tokens).")
     max_attempts: int = Field(3, ge=1, le=10, description="Text-to-SQL attempts, counting self-corrections.")
     sql_draft: bool = Field(True, description="Serve with sql.draft (the template's filled SQL after the question).")
+    sql_few_shot_k: int = Field(3, ge=0, le=20, description="Serve with this sql.few_shot_k (retrieved examples per prompt).")
     defog_dir: str | None = Field(None, description="defog sql-eval data folder (default ../shared/data/defog).")
 
 
@@ -167,6 +168,17 @@ class Recipe(BaseSettings):
 
     def run_dir(self) -> Path:
         return Path(self.out_dir or f"var/runs/{self.name}")
+
+    def served_sql(self) -> dict:
+        """The `sql:` serving settings the trained prompts assume (few-shot k, draft), from the first
+        sql source; {} without one. The serve snippet and every evaluation of the run use them."""
+        src = next((s for s in self.sources if s.kind == "sql"), None)
+        return {} if src is None else {"few_shot_k": src.few_shot_k, "draft": src.draft}
+
+    def eval_config(self, **overrides) -> "EvalConfig":
+        """The eval settings, served as trained (served_sql), then `overrides` (command-line flags)."""
+        served = {f"sql_{k}": v for k, v in self.served_sql().items()}
+        return EvalConfig(**(self.eval.model_dump() | served | overrides))
 
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings: PydanticBaseSettingsSource,

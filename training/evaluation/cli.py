@@ -20,7 +20,8 @@ from pathlib import Path
 
 # EvalConfig fields that are flags; list values may be comma-separated ("--sql sample,defog").
 EVAL_FLAGS = ("sql", "sql_limit", "sql_modes", "databases", "mc", "mc_limit", "open_ended", "review_db",
-              "review_key", "n_ctx", "max_attempts", "sql_draft", "defog_dir")
+              "review_key", "n_ctx", "max_attempts", "sql_draft", "sql_few_shot_k",
+              "defog_dir")
 
 
 def add_arguments(parser: argparse.ArgumentParser, verb: str = "eval") -> None:
@@ -89,7 +90,7 @@ def plan(args: argparse.Namespace):
     flags = _flags(args)
     if args.recipe:
         recipe = load_recipe(args.recipe, args.overrides)
-        config = EvalConfig(**(recipe.eval.model_dump() | flags))
+        config = recipe.eval_config(**flags)
         variants = recipe_variants(recipe) + parse_variants(args.variants)
         out = Path(args.out) if args.out else recipe.run_dir() / "eval"
         gate, candidate = recipe.gate, args.candidate or candidate_name(recipe)

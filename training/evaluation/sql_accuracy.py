@@ -40,7 +40,7 @@ READY_TIMEOUT_S = 300  # loading a 13B GGUF from a cold disk takes minutes
 # -- the server under test ----------------------------------------------------------------------
 
 def server_config(port: int, api_key: str, model_path: str | None, databases: list[dict], *, n_ctx: int = 4096,
-                  threads: int | None = None, max_attempts: int = 3, draft: bool = True) -> dict:
+                  threads: int | None = None, max_attempts: int = 3, draft: bool = True, few_shot_k: int = 3) -> dict:
     """A `hearth serve --config` mapping: one model (None: the embedded one), these databases."""
     model: dict = {"n_ctx": n_ctx}
     if threads:
@@ -48,7 +48,7 @@ def server_config(port: int, api_key: str, model_path: str | None, databases: li
     if model_path:
         model |= {"name": Path(model_path).stem if model_path.endswith(".gguf") else "eval", "path": model_path}
     return {"host": "127.0.0.1", "port": port, "log_level": "warning", "api_keys": [api_key], "models": [model],
-            "databases": databases, "sql": {"max_attempts": max_attempts, "draft": draft}}
+            "databases": databases, "sql": {"max_attempts": max_attempts, "draft": draft, "few_shot_k": few_shot_k}}
 
 
 def _free_port() -> int:
@@ -231,7 +231,8 @@ def evaluate_baseline(items: list[Item], *, defog_dir: Path = DEFOG_DIR, measure
 
 def evaluate_sql_variant(model_path: str | None, items: list[Item], modes=("constrained",), *,
                          defog_dir: Path = DEFOG_DIR, n_ctx: int = 4096, threads: int | None = None,
-                         max_attempts: int = 3, draft: bool = True, measure=None, progress: bool = False) -> dict:
+                         max_attempts: int = 3, draft: bool = True, few_shot_k: int = 3, measure=None,
+                         progress: bool = False) -> dict:
     """{split: {mode: {"summary", "records"}}} of one GGUF (None: the embedded model) served by Hearth."""
     bad = set(modes) - set(MODEL_MODES)
     if bad:
@@ -241,7 +242,7 @@ def evaluate_sql_variant(model_path: str | None, items: list[Item], modes=("cons
         pools = write_pools(_splits(items), Path(defog_dir), Path(tmp))
         databases = database_configs(items, pools)
         with hearth_server(model_path, databases, Path(tmp), n_ctx=n_ctx, threads=threads,
-                           max_attempts=max_attempts, draft=draft) as client:
+                           max_attempts=max_attempts, draft=draft, few_shot_k=few_shot_k) as client:
             warm = items[0]  # the first request pays for faulting the weights in: not measured
             post_sql(client, {"question": warm.question, "database": warm.database, "execute": False})
             for split in _splits(items):

@@ -66,7 +66,7 @@ def _sql_key(v: Variant, items: list, config) -> dict:
     from .parts import model_fingerprint
 
     return {"model": model_fingerprint(v.resolved_path), "modes": list(config.sql_modes), "n_ctx": config.n_ctx,
-            "max_attempts": config.max_attempts, "draft": config.sql_draft,
+            "max_attempts": config.max_attempts, "draft": config.sql_draft, "few_shot_k": config.sql_few_shot_k,
             "items": [[i.split, i.id, i.database, i.question, i.gold_sql] for i in items]}
 
 
@@ -88,7 +88,8 @@ def run_sql(variants: list[Variant], config, report: dict, progress: bool, parts
         _log(f"SQL: {v.name} ({v.path})")
         runs = parts.get_or_run("sql", v.name, _sql_key(v, items, config), lambda v=v: evaluate_sql_variant(
             str(v.resolved_path), items, config.sql_modes, defog_dir=defog_dir, n_ctx=config.n_ctx,
-            max_attempts=config.max_attempts, draft=config.sql_draft, progress=progress))
+            max_attempts=config.max_attempts, draft=config.sql_draft, few_shot_k=config.sql_few_shot_k,
+            progress=progress))
         for split, by_mode in runs.items():
             for mode, run in by_mode.items():
                 report["variants"][v.name].setdefault("sql", {}).setdefault(split, {})[mode] = run["summary"]
