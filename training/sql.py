@@ -56,21 +56,25 @@ def sql_samples(path: str | Path, *, source: str = "sql", few_shot_k: int = 3, s
     does, drafted from the other pairs (never from the pair itself).
     """
     from server.sql.baseline import TemplateBaseline
+    from server.sql.canonical import canonical_sql
     from server.sql.prompt import Example, sql_answer, sql_messages
     from server.sql.retrieval import ExampleIndex, load_examples, prune_tables
 
     rows = [r for r in read_jsonl(path) if r.get("split", "train") in splits]
-    examples = load_examples(examples_path or path)
-    index = ExampleIndex(examples) if few_shot_k > 0 else None
     databases: dict[str, tuple] = {}
     drafters: dict[str, TemplateBaseline] = {}
+    indexes: dict[str, ExampleIndex] = {}
     out = []
     for row in rows:
         db = row.get("database", "sample")
         if db not in databases:
             databases[db] = load_database(db, schema_source)
-            drafters[db] = TemplateBaseline(examples, databases[db][1], dialect=databases[db][0].dialect)
+            dialect = databases[db][0].dialect
+            examples = load_examples(examples_path or path, dialect)  # canonical SQL, as serving loads them
+            indexes[db] = ExampleIndex(examples)
+            drafters[db] = TemplateBaseline(examples, databases[db][1], dialect=dialect)
         schema = databases[db][0]
+        index = indexes[db] if few_shot_k > 0 else None
         draft_sql = drafters[db].answer(row["question"], leave_out=row["question"]).sql if draft else None
         shots: list[Example] = []
         if index is not None:
@@ -79,7 +83,8 @@ def sql_samples(path: str | Path, *, source: str = "sql", few_shot_k: int = 3, s
             shots = [ex for ex in near if ex.question.strip() != row["question"].strip()][:few_shot_k]
         tables = prune_tables(schema, row["question"], max_prompt_tables)
         messages = sql_messages(schema, row["question"], tables=tables, examples=shots, draft=draft_sql)
-        messages.append({"role": "assistant", "content": sql_answer(row["sql"])})
+        target = row["sql"] if row["sql"] is None else canonical_sql(row["sql"], schema.dialect)
+        messages.append({"role": "assistant", "content": sql_answer(target)})
         out.append({
             "messages": messages, "source": source, "id": str(row.get("id", len(out))),
             "verbatim": True, "dedup_key": f"{row['question']}\n{row['sql']}",

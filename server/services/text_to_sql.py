@@ -105,7 +105,7 @@ class SqlService:
             return None
         if database.name not in self._examples:
             try:
-                examples = load_examples(path)
+                examples = load_examples(path, dialect)
             except OSError as exc:  # serve without few-shot examples rather than not at all
                 log.warning("database %s: cannot read examples %s (%s); no few-shot examples", database.name, path, exc)
                 self._examples[database.name] = None
@@ -121,7 +121,9 @@ class SqlService:
         schema = await self.schema(database)
         timings = Timings()
         started = time.perf_counter()
-        report = validate_sql(req.sql, schema, dialect=req.dialect, max_rows=self._max_rows(database, req.max_rows))
+        # Parsing is CPU work (milliseconds, more for odd input): off the event loop, like execution.
+        report = await asyncio.to_thread(validate_sql, req.sql, schema, dialect=req.dialect,
+                                         max_rows=self._max_rows(database, req.max_rows))
         timings.validation_ms = _ms(started)
         result = None
         if report.valid and req.execute:
@@ -180,7 +182,7 @@ class SqlService:
                 status = "unanswerable"
                 break
             t0 = time.perf_counter()
-            report = validate_sql(sql, schema, dialect=dialect, max_rows=max_rows)
+            report = await asyncio.to_thread(validate_sql, sql, schema, dialect=dialect, max_rows=max_rows)
             timings.validation_ms += _ms(t0)
             self._count_validation(database, report)
             attempt.valid, attempt.failed_rule = report.valid, report.failed_rule

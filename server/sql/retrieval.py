@@ -119,15 +119,20 @@ class ExampleIndex:
         return [ex for _, ex in self.scored(question, k)]
 
 
-def load_examples(path: str | Path) -> list[Example]:
-    """{question, sql} pairs from a JSONL file (other keys are ignored)."""
+def load_examples(path: str | Path, dialect: str | None = None) -> list[Example]:
+    """{question, sql} pairs from a JSONL file (other keys are ignored), the SQL in canonical form
+    (server/sql/canonical.py) when the database's `dialect` is given: serving and training both
+    load examples this way, so the model is shown and taught one spelling."""
+    from .canonical import canonical_sql
+
     out = []
     for line_no, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():
             continue
         try:
             row = json.loads(line)
-            out.append(Example(question=row["question"], sql=row["sql"]))
+            sql = row["sql"] if dialect is None else canonical_sql(row["sql"], dialect)
+            out.append(Example(question=row["question"], sql=sql))
         except (ValueError, KeyError) as exc:
             raise ValueError(f"{path}:{line_no}: not a {{question, sql}} pair ({exc})") from None
     return out

@@ -28,10 +28,15 @@ from sqlglot.dialects.dialect import Dialect
 from sqlglot.errors import ErrorLevel, ParseError, SqlglotError, UnsupportedError
 from sqlglot.optimizer.qualify import qualify
 from sqlglot.optimizer.scope import Scope, traverse_scope
+from sqlglot.tokens import TokenType
 
 from server.sql.schema import DatabaseSchema
 
 MAX_SQL_CHARS = 20_000  # a generated query is far shorter; huge input only burns CPU in the parser
+# sqlglot backtracks at each nested call of a name that is also a type (DATE(DATE(...)): CAST or
+# call?), doubling the parse time per level: measured here, 20 nested DATE( took 66 s and 54 (what
+# a confused model wrote) would never end. Real queries stay well under 10 levels of parentheses.
+MAX_PAREN_DEPTH = 10
 MAX_SIZE_ARG = 1_000_000  # randomblob(1e9) and friends allocate memory proportional to the arg
 
 
@@ -71,6 +76,25 @@ def _fail(rule: str, code: str, message: str, node: exp.Expression | None = None
 
 
 # ---------------------------------------------------------------------------------------- 1
+def _check_parentheses(tokens, ctx: RuleContext) -> None:
+    """Unbalanced or too deeply nested parentheses fail before the parser sees them (see
+    MAX_PAREN_DEPTH): the parser's time grows exponentially with nesting."""
+    depth = 0
+    for tok in tokens:
+        if tok.token_type == TokenType.L_PAREN:
+            depth += 1
+            if depth > MAX_PAREN_DEPTH:
+                raise RuleViolation("parses", "too_complex",
+                                    f"parentheses nested more than {MAX_PAREN_DEPTH} deep", tok.line, tok.col)
+        elif tok.token_type == TokenType.R_PAREN:
+            depth -= 1
+            if depth < 0:
+                raise RuleViolation("parses", "parse_error", f"not valid {ctx.read_dialect} SQL: "
+                                    "')' without a matching '('", tok.line, tok.col)
+    if depth:
+        _fail("parses", "parse_error", f"not valid {ctx.read_dialect} SQL: {depth} unclosed '('")
+
+
 def parses(sql: str, ctx: RuleContext) -> list[exp.Expression]:
     """Tokenize + parse with ErrorLevel.RAISE; reject sqlglot's `Command` fallback (unparsed text)."""
     if len(sql) > MAX_SQL_CHARS:
@@ -78,6 +102,7 @@ def parses(sql: str, ctx: RuleContext) -> list[exp.Expression]:
     dialect = Dialect.get_or_raise(ctx.read_dialect)
     try:
         tokens = dialect.tokenize(sql)
+        _check_parentheses(tokens, ctx)
         statements = dialect.parser(error_level=ErrorLevel.RAISE).parse(tokens, sql)
     except ParseError as e:
         first = e.errors[0] if e.errors else {}

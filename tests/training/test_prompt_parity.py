@@ -38,6 +38,7 @@ def test_sql_sample_tokens_match_serving(tmp_path, tokenizer, llama_vocab, data_
     from server.sql.retrieval import ExampleIndex, load_examples, prune_tables
     from server.sql.sample.paths import PAIRS_DIR
     from server.sql.baseline import TemplateBaseline
+    from server.sql.canonical import canonical_sql
     from server.sql.prompt import DRAFT_LABEL
     from training.sql import load_database, sql_samples
     from training.tokens import IGNORE, encode_chat
@@ -52,10 +53,10 @@ def test_sql_sample_tokens_match_serving(tmp_path, tokenizer, llama_vocab, data_
     # What the server does for the same question (SqlService.generate → LlamaEngine.render_chat).
     row = json.loads(rows[100])
     schema, values = load_database("sample")
-    index = ExampleIndex(load_examples(PAIRS_DIR / "train.jsonl"))
+    index = ExampleIndex(load_examples(PAIRS_DIR / "train.jsonl", "sqlite"))
     shots = [ex for ex in index.nearest(row["question"], k + 1) if ex.question != row["question"]][:k]
     # The server's drafter (SqlService.examples), leaving the pair out as it leaves out its shots.
-    baseline = TemplateBaseline(load_examples(PAIRS_DIR / "train.jsonl"), values)
+    baseline = TemplateBaseline(load_examples(PAIRS_DIR / "train.jsonl", "sqlite"), values)
     draft_sql = baseline.answer(row["question"], leave_out=row["question"]).sql if draft else None
     served = sql_messages(schema, row["question"], tables=prune_tables(schema, row["question"], 12), examples=shots,
                           draft=draft_sql)
@@ -67,5 +68,6 @@ def test_sql_sample_tokens_match_serving(tmp_path, tokenizer, llama_vocab, data_
 
     assert ids[:first] == served_ids
     answer = [t for t in labels if t != IGNORE]
-    assert tokenizer.decode(answer) == row["sql"] + "<|im_end|>"
-    assert llama_vocab.tokenize(row["sql"].encode(), add_bos=False, special=True) + [2] == answer
+    target = canonical_sql(row["sql"])  # what training teaches: the canonical spelling
+    assert tokenizer.decode(answer) == target + "<|im_end|>"
+    assert llama_vocab.tokenize(target.encode(), add_bos=False, special=True) + [2] == answer
