@@ -93,6 +93,7 @@ class SqlService:
 
     async def refresh(self, name: str) -> DatabaseInfo:
         database = self.registry.get(name)
+        self._examples.pop(database.name, None)  # the draft's value index is read again too
         return _info(database, await self.schema(database, refresh=True))
 
     def examples(self, database: Database, dialect: str) -> TemplateBaseline | None:
