@@ -66,7 +66,8 @@ def test_eval_the_embedded_model(tmp_path, capsys) -> None:
                  "--mc", "general", "--mc-limit", "4", "--gate-from", str(recipe), "--out", str(out)]) == code
     assert capsys.readouterr().err.count("done in an earlier run") == 2
     again = json.loads((out / "report.json").read_text())
-    assert again["sql_records"] == report["sql_records"] and again["variants"] == report["variants"]
+    # The model's records come back as stored (the in-process baseline is re-run: its latency differs).
+    assert again["sql_records"]["base"] == report["sql_records"]["base"] and again["variants"] == report["variants"]
 
 
 def test_grades_of_a_review_store_go_into_the_report(tmp_path) -> None:
