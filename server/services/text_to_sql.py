@@ -37,11 +37,11 @@ from ..protocol.sql import (
     ValidationResult,
 )
 from ..settings import ServerSettings, SqlSettings
+from ..sql.baseline import TemplateBaseline, ValueIndex
 from ..sql.connections import Database, DatabaseRegistry
 from ..sql.execute import execute_readonly
 from ..sql.grammar import sql_grammar
 from ..sql.prompt import correction_messages, parse_answer, sql_messages
-from ..sql.baseline import TemplateBaseline, ValueIndex
 from ..sql.retrieval import load_examples, prune_tables
 from ..sql.sample.paths import ensure_sample_database
 from ..sql.schema import DatabaseSchema
