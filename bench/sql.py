@@ -56,7 +56,7 @@ def run(args, guard: LoadGuard) -> dict:
     model_modes = [m for m in args.modes if m != "baseline"]
     if model_modes:
         runs = evaluate_sql_variant(args.model, items, model_modes, defog_dir=args.defog_dir, n_ctx=args.n_ctx,
-                                    threads=args.threads, max_attempts=args.max_attempts, measure=guard.measure,
+                                    threads=args.threads, sql={"max_attempts": args.max_attempts}, measure=guard.measure,
                                     progress=args.progress)
         for split, by_mode in runs.items():
             for mode, run_ in by_mode.items():

@@ -109,6 +109,10 @@ class EvalConfig(BaseModel):
     sql_few_shot_k: int = Field(3, ge=0, le=20, description="Serve with this sql.few_shot_k (retrieved examples per prompt).")
     defog_dir: str | None = Field(None, description="defog sql-eval data folder (default ../shared/data/defog).")
 
+    def served_sql(self) -> dict:
+        """The evaluation server's `sql:` settings."""
+        return {"max_attempts": self.max_attempts, "draft": self.sql_draft, "few_shot_k": self.sql_few_shot_k}
+
 
 class GateConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")

@@ -40,15 +40,16 @@ READY_TIMEOUT_S = 300  # loading a 13B GGUF from a cold disk takes minutes
 # -- the server under test ----------------------------------------------------------------------
 
 def server_config(port: int, api_key: str, model_path: str | None, databases: list[dict], *, n_ctx: int = 4096,
-                  threads: int | None = None, max_attempts: int = 3, draft: bool = True, few_shot_k: int = 3) -> dict:
-    """A `hearth serve --config` mapping: one model (None: the embedded one), these databases."""
+                  threads: int | None = None, sql: dict | None = None) -> dict:
+    """A `hearth serve --config` mapping: one model (None: the embedded one), these databases, and
+    `sql` as the server's `sql:` settings (SqlSettings fields: max_attempts, draft, few_shot_k...)."""
     model: dict = {"n_ctx": n_ctx}
     if threads:
         model["n_threads"] = threads
     if model_path:
         model |= {"name": Path(model_path).stem if model_path.endswith(".gguf") else "eval", "path": model_path}
     return {"host": "127.0.0.1", "port": port, "log_level": "warning", "api_keys": [api_key], "models": [model],
-            "databases": databases, "sql": {"max_attempts": max_attempts, "draft": draft, "few_shot_k": few_shot_k}}
+            "databases": databases, "sql": dict(sql or {})}
 
 
 def _free_port() -> int:
@@ -231,8 +232,7 @@ def evaluate_baseline(items: list[Item], *, defog_dir: Path = DEFOG_DIR, measure
 
 def evaluate_sql_variant(model_path: str | None, items: list[Item], modes=("constrained",), *,
                          defog_dir: Path = DEFOG_DIR, n_ctx: int = 4096, threads: int | None = None,
-                         max_attempts: int = 3, draft: bool = True, few_shot_k: int = 3, measure=None,
-                         progress: bool = False) -> dict:
+                         sql: dict | None = None, measure=None, progress: bool = False) -> dict:
     """{split: {mode: {"summary", "records"}}} of one GGUF (None: the embedded model) served by Hearth."""
     bad = set(modes) - set(MODEL_MODES)
     if bad:
@@ -241,8 +241,7 @@ def evaluate_sql_variant(model_path: str | None, items: list[Item], modes=("cons
     with tempfile.TemporaryDirectory(prefix="hearth-eval-sql-") as tmp:
         pools = write_pools(_splits(items), Path(defog_dir), Path(tmp))
         databases = database_configs(items, pools)
-        with hearth_server(model_path, databases, Path(tmp), n_ctx=n_ctx, threads=threads,
-                           max_attempts=max_attempts, draft=draft, few_shot_k=few_shot_k) as client:
+        with hearth_server(model_path, databases, Path(tmp), n_ctx=n_ctx, threads=threads, sql=sql) as client:
             warm = items[0]  # the first request pays for faulting the weights in: not measured
             post_sql(client, {"question": warm.question, "database": warm.database, "execute": False})
             for split in _splits(items):

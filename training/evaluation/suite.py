@@ -23,7 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-from .parts import Parts
+from .parts import Parts, digest, model_fingerprint
 from .variants import Variant
 
 GENERAL_MC = Path(__file__).parent / "data" / "general_mc.jsonl"
@@ -63,11 +63,8 @@ def load_sql_items(config) -> list:
 
 def _sql_key(v: Variant, items: list, config) -> dict:
     """What one variant's Text-to-SQL result depends on (parts.py)."""
-    from .parts import model_fingerprint
-
     return {"model": model_fingerprint(v.resolved_path), "modes": list(config.sql_modes), "n_ctx": config.n_ctx,
-            "max_attempts": config.max_attempts, "draft": config.sql_draft, "few_shot_k": config.sql_few_shot_k,
-            "items": [[i.split, i.id, i.database, i.question, i.gold_sql] for i in items]}
+            "sql": config.served_sql(), "items": [[i.split, i.id, i.database, i.question, i.gold_sql] for i in items]}
 
 
 def run_sql(variants: list[Variant], config, report: dict, progress: bool, parts: Parts) -> None:
@@ -88,8 +85,7 @@ def run_sql(variants: list[Variant], config, report: dict, progress: bool, parts
         _log(f"SQL: {v.name} ({v.path})")
         runs = parts.get_or_run("sql", v.name, _sql_key(v, items, config), lambda v=v: evaluate_sql_variant(
             str(v.resolved_path), items, config.sql_modes, defog_dir=defog_dir, n_ctx=config.n_ctx,
-            max_attempts=config.max_attempts, draft=config.sql_draft, few_shot_k=config.sql_few_shot_k,
-            progress=progress))
+            sql=config.served_sql(), progress=progress))
         for split, by_mode in runs.items():
             for mode, run in by_mode.items():
                 report["variants"][v.name].setdefault("sql", {}).setdefault(split, {})[mode] = run["summary"]
@@ -98,7 +94,6 @@ def run_sql(variants: list[Variant], config, report: dict, progress: bool, parts
 
 def run_mc(variants: list[Variant], config, report: dict, parts: Parts) -> None:
     from .mc import evaluate_mc, load_mc
-    from .parts import digest, model_fingerprint
 
     for name in config.mc:
         items = load_mc(mc_path(name))
