@@ -41,11 +41,6 @@ def load_database(database: str, source: str = "live", dialect: str = "sqlite"):
     return db.schema(), ValueIndex.for_database(db)
 
 
-def load_schema(database: str, source: str = "live", dialect: str = "sqlite"):
-    """The DatabaseSchema serving would show for `database`."""
-    return load_database(database, source, dialect)[0]
-
-
 def sql_samples(path: str | Path, *, source: str = "sql", few_shot_k: int = 3, schema_source: str = "live",
                 max_prompt_tables: int = 12, examples_path: str | Path | None = None,
                 splits: tuple[str, ...] = ("train",), draft: bool = True) -> list[dict]:
