@@ -53,12 +53,11 @@ def sql_samples(path: str | Path, *, source: str = "sql", few_shot_k: int = 3, s
     from server.sql.baseline import TemplateBaseline
     from server.sql.canonical import canonical_sql
     from server.sql.prompt import Example, sql_answer, sql_messages
-    from server.sql.retrieval import ExampleIndex, load_examples, prune_tables
+    from server.sql.retrieval import load_examples, prune_tables
 
     rows = [r for r in read_jsonl(path) if r.get("split", "train") in splits]
     databases: dict[str, tuple] = {}
     drafters: dict[str, TemplateBaseline] = {}
-    indexes: dict[str, ExampleIndex] = {}
     out = []
     for row in rows:
         db = row.get("database", "sample")
@@ -66,10 +65,9 @@ def sql_samples(path: str | Path, *, source: str = "sql", few_shot_k: int = 3, s
             databases[db] = load_database(db, schema_source)
             dialect = databases[db][0].dialect
             examples = load_examples(examples_path or path, dialect)  # canonical SQL, as serving loads them
-            indexes[db] = ExampleIndex(examples)
             drafters[db] = TemplateBaseline(examples, databases[db][1], dialect=dialect)
         schema = databases[db][0]
-        index = indexes[db] if few_shot_k > 0 else None
+        index = drafters[db].index if few_shot_k > 0 else None  # the one ExampleIndex, as serving has
         draft_sql = drafters[db].answer(row["question"], leave_out=row["question"]).sql if draft else None
         shots: list[Example] = []
         if index is not None:
