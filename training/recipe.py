@@ -28,6 +28,7 @@ class Source(BaseModel):
     role: Literal["domain", "general", "instruction"] = Field("domain", description="Role in the mix (training/mix.py).")
     few_shot_k: int = Field(3, ge=0, le=20, description="sql: retrieved examples per prompt; must equal serving's sql.few_shot_k.")
     draft: bool = Field(True, description="sql: show the template baseline's filled SQL after the question; must equal serving's sql.draft.")
+    other_shape_fraction: float = Field(0.0, ge=0, le=1, description="sql: share of pairs drafted (and given examples) only from pairs of another SQL shape, so the model learns to write past a draft that does not fit (new kinds of question).")
     schema_source: Literal["live", "ddl"] = Field("live", description="sql: introspect the configured database (as served) or use the sample DDL.")
     examples_path: str | None = Field(None, description="sql: file serving retrieves examples from (default: path).")
     near_dup_threshold: float = Field(0.8, gt=0, le=1, description="Jaccard of word 5-shingles above which a sample is a near duplicate (1 = off).")

@@ -17,6 +17,7 @@ the prompt differs slightly from serving: only for tests and for machines withou
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 from .io import read_jsonl
@@ -43,15 +44,22 @@ def load_database(database: str, source: str = "live", dialect: str = "sqlite"):
 
 def sql_samples(path: str | Path, *, source: str = "sql", few_shot_k: int = 3, schema_source: str = "live",
                 max_prompt_tables: int = 12, examples_path: str | Path | None = None,
-                splits: tuple[str, ...] = ("train",), draft: bool = True) -> list[dict]:
+                splits: tuple[str, ...] = ("train",), draft: bool = True,
+                other_shape_fraction: float = 0.0, seed: int = 0) -> list[dict]:
     """One chat sample per pair: [user (instructions+schema+question), ..., assistant (SQL)].
 
     `examples_path` is the file serving retrieves few-shot examples from (default: `path`).
     `draft` adds the template baseline's filled SQL after the question, as serving's `sql.draft`
     does, drafted from the other pairs (never from the pair itself).
+
+    `other_shape_fraction` of the pairs (a seeded, deterministic choice) are drafted, and given
+    examples, only from pairs of *another* shape (SQL skeleton). Without it nearly every draft is
+    the answer with other values, so the model learns to copy, and at serving time a question of a
+    new shape gets a wrong draft copied. With it, the model also learns to write past a draft that
+    does not fit. Such samples carry "other_shape": true.
     """
     from server.sql.baseline import TemplateBaseline
-    from server.sql.canonical import canonical_sql
+    from server.sql.canonical import canonical_sql, sql_skeleton
     from server.sql.prompt import Example, sql_answer, sql_messages
     from server.sql.retrieval import load_examples, prune_tables
 
@@ -68,12 +76,19 @@ def sql_samples(path: str | Path, *, source: str = "sql", few_shot_k: int = 3, s
             drafters[db] = TemplateBaseline(examples, databases[db][1], dialect=dialect)
         schema = databases[db][0]
         index = drafters[db].index if few_shot_k > 0 else None  # the one ExampleIndex, as serving has
-        draft_sql = drafters[db].answer(row["question"], leave_out=row["question"]).sql if draft else None
+        other_shape = row["sql"] is not None and _chosen(row, seed, other_shape_fraction)
+        shape_of = row["sql"] if other_shape else None
+        draft_sql = (drafters[db].answer(row["question"], leave_out=row["question"], other_shape_than=shape_of).sql
+                     if draft else None)
         shots: list[Example] = []
         if index is not None:
-            # Ask for one more, then drop the pair itself (and exact copies of its question).
-            near = index.nearest(row["question"], few_shot_k + 1)
-            shots = [ex for ex in near if ex.question.strip() != row["question"].strip()][:few_shot_k]
+            # Drop the pair itself (and exact copies of its question), and for an other-shape
+            # sample every pair of its shape; ask for enough to still have k left.
+            want = len(index.examples) if other_shape else few_shot_k + 1
+            skeleton = sql_skeleton(row["sql"], schema.dialect) if other_shape else None
+            near = index.nearest(row["question"], want)
+            shots = [ex for ex in near if ex.question.strip() != row["question"].strip()
+                     and (skeleton is None or drafters[db].skeleton(ex) != skeleton)][:few_shot_k]
         tables = prune_tables(schema, row["question"], max_prompt_tables)
         messages = sql_messages(schema, row["question"], tables=tables, examples=shots, draft=draft_sql)
         target = row["sql"] if row["sql"] is None else canonical_sql(row["sql"], schema.dialect)
@@ -81,6 +96,14 @@ def sql_samples(path: str | Path, *, source: str = "sql", few_shot_k: int = 3, s
         out.append({
             "messages": messages, "source": source, "id": str(row.get("id", len(out))),
             "verbatim": True, "dedup_key": f"{row['question']}\n{row['sql']}",
-            "shape": row.get("shape"),
+            "shape": row.get("shape"), "other_shape": other_shape,
         })
     return out
+
+
+def _chosen(row: dict, seed: int, fraction: float) -> bool:
+    """A stable coin flip per pair: the same pairs are chosen on every run and machine."""
+    if fraction <= 0:
+        return False
+    digest = hashlib.sha256(f"{seed}\0{row.get('id')}\0{row['question']}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < fraction

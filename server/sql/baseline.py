@@ -30,6 +30,7 @@ from pathlib import Path
 import sqlglot
 from sqlglot import exp
 
+from server.sql.canonical import sql_skeleton
 from server.sql.prompt import Example
 from server.sql.retrieval import ExampleIndex, words
 from server.sql.schema import DatabaseSchema
@@ -202,13 +203,29 @@ class TemplateBaseline:
         # <category> products") was tried and lost 21 of 140 seen-shape test items on the sample:
         # a training pair that names the same customer or category is often the very query.
         self.index = ExampleIndex(self.examples)
+        self._skeletons: dict[int, str] = {}
 
-    def answer(self, question: str, *, leave_out: str | None = None) -> BaselineAnswer:
+    def skeleton(self, example: Example) -> str:
+        """`example`'s SQL shape (sql_skeleton), computed once per pair."""
+        key = id(example)
+        if key not in self._skeletons:
+            self._skeletons[key] = sql_skeleton(example.sql, self.dialect)
+        return self._skeletons[key]
+
+    def answer(self, question: str, *, leave_out: str | None = None,
+               other_shape_than: str | None = None) -> BaselineAnswer:
         """The filled template for `question`. `leave_out` skips training pairs asking exactly that
-        question: training drafts its own pairs this way, so a pair never drafts itself."""
+        question: training drafts its own pairs this way, so a pair never drafts itself.
+        `other_shape_than` (a gold SQL) also skips every pair of that SQL's shape (its skeleton,
+        server/sql/canonical.py): training's stand-in for a question of a shape never seen."""
         skip = leave_out.strip() if leave_out else None
-        best = [(score, ex) for score, ex in self.index.scored(question, 4 if skip else 1)
-                if ex.question.strip() != skip][:1]
+        if other_shape_than is None:
+            pool = self.index.scored(question, 4 if skip else 1)
+        else:
+            shape = sql_skeleton(other_shape_than, self.dialect)
+            pool = [(score, ex) for score, ex in self.index.scored(question, len(self.examples))
+                    if self.skeleton(ex) != shape]
+        best = [(score, ex) for score, ex in pool if ex.question.strip() != skip][:1]
         if not best:
             return BaselineAnswer(None)
         score, neighbour = best[0]

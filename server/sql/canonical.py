@@ -43,6 +43,20 @@ def canonical_sql(sql: str, dialect: str = "sqlite") -> str:
         return text
 
 
+def sql_skeleton(sql: str, dialect: str = "sqlite") -> str:
+    """The query's shape: its canonical form with every literal replaced by `?`. Pairs that differ
+    only in their values ("orders in May 2024" / "orders in June 2023") share a skeleton; training
+    uses it to draft some pairs from a *different* shape, as serving must for a new kind of
+    question (training/sql.py, `other_shape_fraction`)."""
+    text = canonical_sql(sql, dialect)
+    try:
+        tree = sqlglot.parse_one(text, read=dialect)
+    except sqlglot.errors.SqlglotError:
+        return re.sub(r"'[^']*'|\b\d+(\.\d+)?\b", "?", text)
+    tree = tree.transform(lambda node: exp.Placeholder() if isinstance(node, exp.Literal) else node)
+    return tree.sql(dialect=dialect)
+
+
 def _uniform_aliases(tree: exp.Expression) -> None:
     """Table aliases spelled one way: none in a one-table query (`customers.name` → `name`); in a
     join, a table's alias becomes its initials (`orders AS o`, `order_items AS oi`, numbered when

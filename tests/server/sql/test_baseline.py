@@ -111,3 +111,15 @@ def test_value_index_from_sqlite(tmp_path) -> None:
     # long text and digit strings are left out: nobody types them into a question
     assert set(index.values) == {"new york", "oslo", "ok"}
     assert index.values["new york"] == [("New York", "t", "city")]
+
+
+def test_other_shape_than_skips_every_pair_of_the_gold_shape() -> None:
+    berlin = "SELECT COUNT(*) FROM customers WHERE city = 'Berlin'"
+    pairs = TRAIN + [Example("How many customers are in Paris?", "SELECT COUNT(*) FROM customers WHERE city = 'Paris'"),
+                     Example("How many customers are in Germany?", "SELECT COUNT(*) FROM customers WHERE country = 'Germany'")]
+    base = TemplateBaseline(pairs, VALUES)
+    question = "How many customers are in Lyon?"
+    assert base.answer(question).neighbour.sql in (berlin, pairs[-2].sql)
+    other = base.answer(question, other_shape_than="SELECT COUNT(*) FROM customers WHERE city = 'Lyon'")
+    # the nearest pair whose SQL is not `... WHERE city = ?`: same words, another column
+    assert other.neighbour.sql == pairs[-1].sql

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from server.sql.canonical import canonical_sql
+from server.sql.canonical import canonical_sql, sql_skeleton
 
 CASES = yaml.safe_load((Path(__file__).parent / "fixtures" / "canonical.yaml").read_text())
 
@@ -40,3 +40,20 @@ def test_sample_pairs_return_the_same_rows_after_canonicalisation(data_dir) -> N
         changed += canonical != row["sql"]
         assert conn.execute(canonical).fetchall() == conn.execute(row["sql"]).fetchall(), row["id"]
     assert changed > 100  # the sample writes `orders o`; canonical is `orders AS o`
+
+
+@pytest.mark.parametrize("a, b, same", [
+    # the same query with other values: one shape
+    ("SELECT name FROM customers WHERE city = 'Lyon' LIMIT 5",
+     "select c.name from customers c where c.city='Los Angeles' limit 10", True),
+    ("SELECT COUNT(*) FROM orders WHERE order_date >= '2024-03-01' AND order_date < '2024-04-01'",
+     "SELECT COUNT(*) FROM orders WHERE order_date >= '2023-12-01' AND order_date < '2024-01-01'", True),
+    # another column, operator or clause: another shape
+    ("SELECT name FROM customers WHERE city = 'Lyon'", "SELECT name FROM customers WHERE country = 'France'", False),
+    ("SELECT name FROM products WHERE price < 3", "SELECT name FROM products WHERE price > 3", False),
+    ("SELECT city FROM customers WHERE country = 'Sweden'",
+     "SELECT DISTINCT city FROM customers WHERE country = 'Sweden'", False),
+])
+def test_sql_skeleton_groups_queries_that_differ_only_in_values(a, b, same) -> None:
+    assert (sql_skeleton(a) == sql_skeleton(b)) is same
+    assert "'" not in sql_skeleton(a)

@@ -1,0 +1,52 @@
+"""SQL pairs → chat samples (training/sql.py): drafts never come from the pair itself, and the
+other-shape share is seeded, deterministic and really drafts from another SQL shape."""
+
+from __future__ import annotations
+
+import pytest
+
+from server.sql.canonical import sql_skeleton
+from server.sql.prompt import DRAFT_LABEL
+from server.sql.sample.paths import PAIRS_DIR
+from training.sql import sql_samples
+
+
+def draft_of(sample: dict) -> str:
+    user = sample["messages"][-2]["content"]
+    return user.split(DRAFT_LABEL, 1)[1].strip()
+
+
+def gold_of(sample: dict) -> str:
+    return sample["messages"][-1]["content"].strip().strip("`").removeprefix("sql").strip()
+
+
+@pytest.fixture(scope="module")
+def pairs(tmp_path_factory):
+    rows = (PAIRS_DIR / "train.jsonl").read_text().splitlines()
+    path = tmp_path_factory.mktemp("pairs") / "pairs.jsonl"
+    path.write_text("\n".join(rows[::6]) + "\n")  # 93 pairs over every shape
+    return path
+
+
+def samples(pairs, fraction: float, seed: int = 0) -> list[dict]:
+    return sql_samples(pairs, few_shot_k=1, schema_source="ddl", examples_path=PAIRS_DIR / "train.jsonl",
+                       other_shape_fraction=fraction, seed=seed)
+
+
+def test_other_shape_samples_are_drafted_from_another_shape(pairs) -> None:
+    out = samples(pairs, 0.5)
+    chosen = [s for s in out if s["other_shape"]]
+    assert 0.3 * len(out) < len(chosen) < 0.7 * len(out)
+    for s in chosen:
+        assert sql_skeleton(draft_of(s)) != sql_skeleton(gold_of(s)), s["id"]
+    # without it, most drafts have the gold's shape (the pair's siblings with other values)
+    plain = samples(pairs, 0.0)
+    assert not any(s["other_shape"] for s in plain)
+    same = sum(sql_skeleton(draft_of(s)) == sql_skeleton(gold_of(s)) for s in plain)
+    assert same > 0.8 * len(plain)
+
+
+def test_the_choice_is_seeded_and_deterministic(pairs) -> None:
+    ids = lambda out: [s["id"] for s in out if s["other_shape"]]  # noqa: E731
+    assert ids(samples(pairs, 0.5)) == ids(samples(pairs, 0.5))
+    assert ids(samples(pairs, 0.5)) != ids(samples(pairs, 0.5, seed=1))
