@@ -11,8 +11,10 @@ Sections (each can be skipped):
   peers     openai client, streaming, temperature 0, `--max-tokens` per request, varied prompts
             that make long answers; completion tokens counted from usage; each of c workers sends
             `--rounds` requests back to back. Aggregate tok/s = all completion tokens / wall time.
-  sql       a fresh Hearth: one chat request (engine warm-up), then /v1/sql questions on the
-            sample database; the first is cold (no schema prefix cached), later ones are warm.
+  sql       a fresh Hearth per `--sql-few-shot-k` value: one chat request (engine warm-up), then
+            /v1/sql questions on the sample database; the first is cold (no schema prefix
+            cached), later ones are warm. The cached prefix is instructions + schema; retrieved
+            examples, the question and the draft follow it, so k sets the uncached tail.
 
 Load check: see bench/common.py (figures on a busy machine are marked UNRELIABLE, exit status 3).
 
@@ -98,7 +100,7 @@ def start_peer(name: str, path: Path, args):
                                 n_slots=args.n_slots)
 
 
-def sql_ttft(path: Path, args, guard: LoadGuard) -> dict:
+def sql_ttft(path: Path, args, guard: LoadGuard, few_shot_k: int) -> dict:
     lines = (ROOT / "server/sql/sample/pairs/test.jsonl").read_text().splitlines()
     questions, shapes = [], set()
     for row in map(json.loads, lines):  # different questions, one per SQL shape
@@ -107,11 +109,11 @@ def sql_ttft(path: Path, args, guard: LoadGuard) -> dict:
             questions.append(row["question"])
     questions = questions[: args.sql_questions]
     server = start_hearth(str(path), n_threads=args.n_threads, n_ctx=args.n_ctx, n_slots=args.n_slots,
-                          extra=tuple(shlex.split(args.hearth_args)))
+                          extra=tuple(shlex.split(args.hearth_args)), env={"HEARTH_SQL__FEW_SHOT_K": str(few_shot_k)})
     out = []
     try:
         stream_chat(server.client(), server.model, PROMPTS[0], 8)  # warms the engine, caches no schema
-        with guard.measure("sql ttft") as rec:
+        with guard.measure(f"sql ttft k={few_shot_k}") as rec:
             for q in questions:
                 try:  # one attempt: TTFT is the first attempt's anyway, and retries only add time
                     r = httpx.post(server.base_url + "/v1/sql", timeout=args.sql_timeout,
@@ -158,6 +160,9 @@ def main() -> int:
     ap.add_argument("--quant-types", nargs="*", default=["Q4_0", "Q8_0", "Q4_K_M", "Q4_1"], choices=list(QUANT_TYPES),
                     help="raw decode per quantization type; give the flag alone to skip")
     ap.add_argument("--sql-questions", type=int, default=6, help="0 skips the /v1/sql warm/cold measurement")
+    ap.add_argument("--sql-few-shot-k", type=int, nargs="+", default=[0, 3],
+                    help="sql.few_shot_k values to measure /v1/sql TTFT with, one fresh server each (retrieved "
+                         "examples follow the schema, so they are the uncached tail with the question and draft)")
     ap.add_argument("--sql-timeout", type=float, default=300, help="seconds to wait for one /v1/sql answer")
     ap.add_argument("--skip-ceiling", action="store_true")
     ap.add_argument("--hearth-args", default="", help="extra `hearth serve` flags, e.g. \"--prefill-chunk 256\"")
@@ -231,16 +236,16 @@ def main() -> int:
                      "TTFT vs ex", "tok/s vs ceiling"], rows, title="Hearth ratios (>1 = Hearth higher)")
         print("goals: hearth c=8 >= 2x llama_cpp.server and >= 0.9x ceiling; hearth c=1 >= 1.2x llama_cpp.server")
 
-    if args.sql_questions:
-        s = sql_ttft(path, args, guard)
+    for k in (args.sql_few_shot_k if args.sql_questions else []):
+        s = sql_ttft(path, args, guard, k)
         rows = [[("cold" if i == 0 else "warm"), q[:50], ttft, cached, prompt] for i, (q, ttft, cached, prompt)
                 in enumerate(s["rows"])]
         print_table(["", "question", "TTFT ms", "cached tok", "prompt tok"], rows,
-                    title=f"/v1/sql time to first token, schema prefix cold vs warm [{s['load']}]")
+                    title=f"/v1/sql time to first token, sql.few_shot_k={k}, schema prefix cold vs warm [{s['load']}]")
         warm = [r[1] for r in s["rows"][1:] if r[1] is not None]  # a failed first request: no ratio
         cold = s["rows"][0][1] if s["rows"] else None
         if warm and cold:
-            print(f"warm median / cold: {ratio(median(warm), cold):.2f}x (goal <= 0.3x)"
+            print(f"sql.few_shot_k={k}: warm median / cold: {ratio(median(warm), cold):.2f}x (goal <= 0.3x)"
                   f"{'' if s['reliable'] else '  UNRELIABLE'}")
     return guard.summary_exit()
 

@@ -100,7 +100,12 @@ class SqlSettings(BaseModel):
         "past it the request ends with status 'timeout' (grammar-constrained decoding of a confused model "
         "can otherwise run for minutes on a CPU).",
     )
-    few_shot_k: int = Field(3, ge=0, le=20, description="Retrieved example pairs put in the prompt.")
+    few_shot_k: int = Field(
+        0, ge=0, le=20, description="Retrieved example pairs put in the prompt, after the schema. The draft "
+        "already carries the nearest pair's SQL, and each example lengthens the uncached part of the prompt "
+        "(bench/concurrency.py: warm TTFT 0.22x cold with 0, 0.37x with 3). Must match the recipe the model "
+        "was trained with.",
+    )
     draft: bool = Field(
         True, description="Show the model a draft after the question: the nearest example pair's SQL with the "
         "question's literal values filled in (the template baseline's answer). Must match the recipe the "

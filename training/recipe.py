@@ -26,7 +26,7 @@ class Source(BaseModel):
                     "sql: JSONL question/sql/database pairs; replay: the base model's answers to general prompts.")
     path: str | None = Field(None, description="File or folder (replay: cache file, default <out_dir>/replay.jsonl).")
     role: Literal["domain", "general", "instruction"] = Field("domain", description="Role in the mix (training/mix.py).")
-    few_shot_k: int = Field(3, ge=0, le=20, description="sql: retrieved examples per prompt; must equal serving's sql.few_shot_k.")
+    few_shot_k: int = Field(0, ge=0, le=20, description="sql: retrieved examples per prompt; must equal serving's sql.few_shot_k.")
     draft: bool = Field(True, description="sql: show the template baseline's filled SQL after the question; must equal serving's sql.draft.")
     other_shape_fraction: float = Field(0.0, ge=0, le=1, description="sql: share of pairs drafted (and given examples) only from pairs of another SQL shape, so the model learns to write past a draft that does not fit (new kinds of question).")
     schema_source: Literal["live", "ddl"] = Field("live", description="sql: introspect the configured database (as served) or use the sample DDL.")
@@ -107,7 +107,7 @@ class EvalConfig(BaseModel):
     n_ctx: int = Field(4096, ge=512, description="Context of the evaluation server (defog's largest schema is ~1,600 tokens).")
     max_attempts: int = Field(3, ge=1, le=10, description="Text-to-SQL attempts, counting self-corrections.")
     sql_draft: bool = Field(True, description="Serve with sql.draft (the template's filled SQL after the question).")
-    sql_few_shot_k: int = Field(3, ge=0, le=20, description="Serve with this sql.few_shot_k (retrieved examples per prompt).")
+    sql_few_shot_k: int = Field(0, ge=0, le=20, description="Serve with this sql.few_shot_k (retrieved examples per prompt).")
     defog_dir: str | None = Field(None, description="defog sql-eval data folder (default ../shared/data/defog).")
 
     def served_sql(self) -> dict:

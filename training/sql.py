@@ -5,7 +5,7 @@
 (tests/training/test_prompt_parity.py checks it against the GGUF's template in llama.cpp).
 
 Few-shot examples: serving puts the k nearest training pairs (server.sql.retrieval.ExampleIndex,
-k = SqlSettings.few_shot_k, default 3) in front of the question. Training does the same with the
+k = SqlSettings.few_shot_k, default 0) in front of the question. Training does the same with the
 same index over the same training file, leaving the sample itself out (otherwise the answer
 would be in the prompt and the model would learn to copy). The recipe's `few_shot_k` must equal
 the served `sql.few_shot_k`; the pipeline writes it into the serving snippet.
@@ -42,7 +42,7 @@ def load_database(database: str, source: str = "live", dialect: str = "sqlite"):
     return db.schema(), ValueIndex.for_database(db)
 
 
-def sql_samples(path: str | Path, *, source: str = "sql", few_shot_k: int = 3, schema_source: str = "live",
+def sql_samples(path: str | Path, *, source: str = "sql", few_shot_k: int = 0, schema_source: str = "live",
                 max_prompt_tables: int = 12, examples_path: str | Path | None = None,
                 splits: tuple[str, ...] = ("train",), draft: bool = True,
                 other_shape_fraction: float = 0.0, seed: int = 0) -> list[dict]:
