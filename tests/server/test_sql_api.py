@@ -156,11 +156,16 @@ def test_database_down_is_a_503(client_for):
 
 
 def test_prompt_lists_the_schema_and_nearest_examples(client_for):
-    client = client_for(["SELECT COUNT(*) FROM customers"])
+    client = client_for(["SELECT COUNT(*) FROM customers"], sql={"few_shot_k": 3})
     client.post("/v1/sql", json={"question": "Which customers are based in Vancouver?"})
     prompt = client.engine.detokenize(client.engine.requests[0].prompt_tokens)
-    assert "CREATE TABLE customers (" in prompt and "<assistant>SELECT" in prompt
+    assert "CREATE TABLE customers (" in prompt and prompt.count("<assistant>SELECT") == 3
     assert "WHERE city = 'Vancouver'" in prompt  # the train pair asking exactly this was retrieved
+    # The default (few_shot_k 0): schema, question and draft in one turn, no example turns.
+    plain = client_for(["SELECT COUNT(*) FROM customers"])
+    plain.post("/v1/sql", json={"question": "Which customers are based in Vancouver?"})
+    prompt = plain.engine.detokenize(plain.engine.requests[0].prompt_tokens)
+    assert "CREATE TABLE customers (" in prompt and "<assistant>SELECT" not in prompt
 
 
 def test_the_draft_carries_the_new_questions_values(client_for):
@@ -170,7 +175,7 @@ def test_the_draft_carries_the_new_questions_values(client_for):
     client.post("/v1/sql", json={"question": question})
     prompt = client.engine.detokenize(client.engine.requests[0].prompt_tokens)
     last_turn = prompt.rsplit("<user>", 1)[1]
-    assert last_turn.startswith(f"Question: {question}\n{DRAFT_LABEL} SELECT")
+    assert f"Question: {question}\n{DRAFT_LABEL} SELECT" in last_turn
     assert "city = 'Calgary'" in last_turn.split(DRAFT_LABEL)[1]
     plain = client_for(["SELECT COUNT(*) FROM customers"], sql={"draft": False})
     plain.post("/v1/sql", json={"question": question})
