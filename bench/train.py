@@ -3,7 +3,7 @@
     .venv/bin/python bench/train.py [--samples 16 --batch 4 --steps 3 --model embedded:smollm2]
 
 Both train the same LoRA (r=16, all projections, no dropout) on the same Text-to-SQL chat samples
-(the sample database's pairs through the serving prompt, k=3 few-shot examples, loss on the SQL
+(the sample database's pairs through the serving prompt with its draft, `--k` few-shot examples, loss on the SQL
 only), with batch size `--batch`, for `--steps` measured steps after one warm-up step each.
 The figure compared is *sample tokens per second*: the tokens the samples contain (padding not
 counted) divided by the time. Hearth's loop computes the shared schema prefix once per batch,
@@ -106,7 +106,7 @@ def main(argv=None) -> int:
     parser.add_argument("--batch", type=int, default=2,
                         help="samples per step; the Trainer needs ~21 GB at 4 (OOM-killed on a 24 GB box)")
     parser.add_argument("--steps", type=int, default=3)
-    parser.add_argument("--k", type=int, default=3, help="few-shot examples per prompt (serving default 3)")
+    parser.add_argument("--k", type=int, default=0, help="few-shot examples per prompt (serving default 0)")
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     parser.add_argument("--json", default=None, help="Also write the results here.")
     args = parser.parse_args(argv)
