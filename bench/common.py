@@ -235,6 +235,15 @@ class Server:
         self.stop()
         raise RuntimeError(f"{self.name} did not become ready:\n{self.log.read_text()[-3000:]}")
 
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system, all threads) the server process has used so far."""
+        try:
+            with open(f"/proc/{self.proc.pid}/stat") as f:
+                rest = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            return float("nan")
+        return (int(rest[11]) + int(rest[12])) / os.sysconf("SC_CLK_TCK")
+
     def client(self, timeout: float = 600):
         import openai
 

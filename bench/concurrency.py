@@ -11,6 +11,10 @@ Sections (each can be skipped):
   peers     openai client, streaming, temperature 0, `--max-tokens` per request, varied prompts
             that make long answers; completion tokens counted from usage; each of c workers sends
             `--rounds` requests back to back. Aggregate tok/s = all completion tokens / wall time.
+            All peers stay up; each level runs `--repeats` passes per peer in alternating order, with
+            a raw ceiling pass among them at the ceiling's level (see run_peers); the median pass
+            counts. `hearth-lean` is Hearth read by a lean SSE client instead of the official one
+            (what the server costs without the official client's parsing on the shared cores).
   sql       a fresh Hearth per `--sql-few-shot-k` value: one chat request (engine warm-up), then
             /v1/sql questions on the sample database; the first is cold (no schema prefix
             cached), later ones are warm. The cached prefix is instructions + schema; retrieved
@@ -39,12 +43,14 @@ from llama_cpp._internals import LlamaModel
 
 from bench.common import (API_KEY, CACHE, PROMPTS, ROOT, LoadGuard, add_load_args, guard_from_args, median,
                           exit_on_sigterm, percentile, print_table, ratio, start_example_server, start_hearth, start_llama_cpp_server,
-                          stream_chat)
+                          stream_chat, stream_chat_sse)
 from bench.raw import QUANT_TYPES, RawModel, quantized
 from server.settings import EMBEDDED_MODEL, resolve_model_path
 
 EXAMPLE_SERVER = Path("/tmp/lcp/llama_cpp_python-0.3.36/examples/server/server.py")
-PEERS = ["hearth", "llama_cpp.server", "example-server"]
+# hearth-lean: the same Hearth server read by the lean SSE client (bench/common.py stream_chat_sse)
+# instead of the official one; every other peer is driven by the official openai client.
+PEERS = ["hearth", "hearth-lean", "llama_cpp.server", "example-server"]
 
 
 def raw_decode(path: Path, args, guard: LoadGuard, label: str) -> dict:
@@ -64,25 +70,41 @@ def raw_decode(path: Path, args, guard: LoadGuard, label: str) -> dict:
             "reliable": r1.reliable and rn.reliable}
 
 
-def drive(server, concurrency: int, args, guard: LoadGuard, count_tokens) -> dict:
-    """`concurrency` workers, each sending `--rounds` streaming requests back to back."""
+def drive(server, concurrency: int, args, guard: LoadGuard, count_tokens, *, lean: bool = False) -> dict:
+    """`concurrency` workers, each sending `--rounds` streaming requests back to back, through the
+    official openai client (or, with `lean`, through stream_chat_sse). Besides the rates it records
+    the CPU time the client (this process) and the server process spent per completion token: on
+    a 2-core box both come out of the same cores as the decode threads."""
     client = server.client()
+    http = httpx.Client(timeout=600, limits=httpx.Limits(max_connections=concurrency + 2))
+
+    def one(i: int, r: int):
+        prompt = PROMPTS[(i * args.rounds + r) % len(PROMPTS)]
+        if lean:
+            return stream_chat_sse(http, server.base_url, server.model, prompt, args.max_tokens)
+        return stream_chat(client, server.model, prompt, args.max_tokens)
 
     def worker(i: int):
-        return [stream_chat(client, server.model, PROMPTS[(i * args.rounds + r) % len(PROMPTS)], args.max_tokens)
-                for r in range(args.rounds)]
+        return [one(i, r) for r in range(args.rounds)]
 
-    with guard.measure(f"{server.name} c={concurrency}") as rec:
-        t0 = time.perf_counter()
-        with ThreadPoolExecutor(concurrency) as pool:
-            results = [r for rs in pool.map(worker, range(concurrency)) for r in rs]
-        wall = time.perf_counter() - t0
+    label = server.name + ("-lean" if lean else "")
+    try:
+        with guard.measure(f"{label} c={concurrency}") as rec:
+            cpu_client0, cpu_server0 = time.process_time(), server.cpu_seconds()
+            t0 = time.perf_counter()
+            with ThreadPoolExecutor(concurrency) as pool:
+                results = [r for rs in pool.map(worker, range(concurrency)) for r in rs]
+            wall = time.perf_counter() - t0
+            cpu_client, cpu_server = time.process_time() - cpu_client0, server.cpu_seconds() - cpu_server0
+    finally:
+        http.close()
     for r in results:  # no usage in the stream: count the tokens of the text it sent
         if not r.from_usage:
             r.tokens = count_tokens(r.text)
     tokens = sum(r.tokens for r in results)
     return {
-        "peer": server.name, "c": concurrency, "n": len(results), "tps": tokens / wall,
+        "peer": label, "c": concurrency, "client_ms_tok": 1000 * cpu_client / max(tokens, 1),
+        "server_ms_tok": 1000 * cpu_server / max(tokens, 1), "requests": results, "tokens": tokens, "n": len(results), "tps": tokens / wall,
         "p50": median(r.latency for r in results), "p95": percentile([r.latency for r in results], 95),
         "ttft50": median(r.ttft for r in results), "ttft95": percentile([r.ttft for r in results], 95),
         "tok_req": tokens / len(results), "usage": all(r.from_usage for r in results),
@@ -90,8 +112,82 @@ def drive(server, concurrency: int, args, guard: LoadGuard, count_tokens) -> dic
     }
 
 
+def run_peers(path: Path, args, guard: LoadGuard, count_tokens) -> tuple[list[dict], list[float]]:
+    """Every peer is started up front and idles between its turns. For each concurrency level the
+    peers take `--repeats` passes in alternating order (A B C, C B A, ...), and at the ceiling's
+    level a raw ceiling pass (one llama_decode over `--ceiling-seqs` sequences, in this process)
+    runs among them. This VM's speed drifts by 20% within minutes (other tenants on the host); run
+    one after the other, each peer would be measured at a different speed. Interleaved, a drift
+    falls on every peer and on the ceiling alike, and ratios are taken between medians."""
+    servers: dict[str, object] = {}
+    raw = None
+    try:
+        for name in args.peers:
+            if name == "example-server" and not args.example_server.exists():
+                print(f"\nexample-server: {args.example_server} not found; get it with `pip download --no-deps "
+                      f"--no-binary :all: llama-cpp-python==0.3.36 -d /tmp/lcp` and untar (skipped)")
+                continue
+            if name == "hearth-lean" and "hearth" in servers:
+                servers[name] = servers["hearth"]  # the same server, read by another client
+                continue
+            try:
+                servers[name] = start_peer(name, path, args)
+            except RuntimeError as exc:
+                print(f"\n{name} did not start (skipped): {str(exc)[-1500:]}")
+                continue
+            stream_chat(servers[name].client(), servers[name].model, PROMPTS[-1], 8)  # warm-up
+        if not args.skip_ceiling and args.ceiling_seqs in args.concurrency:
+            raw = RawModel(path, n_threads=args.n_threads, n_ctx=args.n_ctx, n_seqs=args.ceiling_seqs)
+            ceiling_prompts = [raw.chat_tokens(PROMPTS[i % len(PROMPTS)]) for i in range(args.ceiling_seqs)]
+            raw.batched(ceiling_prompts[:1], 8)  # warm-up
+        passes: dict[tuple[str, int], list[dict]] = {}
+        ceiling_passes: list[float] = []
+        for c in args.concurrency:
+            modes = list(servers) + (["ceiling"] if raw is not None and c == args.ceiling_seqs else [])
+            for rep in range(args.repeats):
+                for mode in (modes if rep % 2 == 0 else modes[::-1]):
+                    if mode == "ceiling":
+                        with guard.measure(f"ceiling x{c} pass {rep + 1}") as rec:
+                            tps = raw.batched(ceiling_prompts, args.max_tokens)
+                        ceiling_passes.append(tps)
+                        print(f"  ceiling x{c} pass {rep + 1}: {tps:.1f} tok/s  [{rec.tag()}]", flush=True)
+                        continue
+                    idle = {n: s.cpu_seconds() for n, s in servers.items() if s is not servers[mode]}
+                    t0 = time.perf_counter()
+                    r = drive(servers[mode], c, args, guard, count_tokens, lean=mode == "hearth-lean")
+                    busy = [n for n, v in idle.items()
+                            if servers[n].cpu_seconds() - v > 0.05 * (time.perf_counter() - t0)]
+                    if busy:  # an idle peer that burns CPU would make every figure noise
+                        r["load"] += f" (idle peers busy: {', '.join(busy)})"
+                        r["reliable"] = False
+                    passes.setdefault((mode, c), []).append(r)
+                    print(f"  {mode} c={c} pass {rep + 1}: {r['tps']:.1f} tok/s  p50 {r['p50']:.2f}s  CPU ms/token "
+                          f"client {r['client_ms_tok']:.2f} server {r['server_ms_tok']:.2f}  [{r['load']}]", flush=True)
+    finally:
+        if raw is not None:
+            raw.close()
+        for server in {id(s): s for s in servers.values()}.values():
+            server.stop()
+    return [_pool(rs) for rs in passes.values()], ceiling_passes
+
+
+def _pool(rs: list[dict]) -> dict:
+    """One row from several passes: the median pass rate, latencies over all requests."""
+    reqs = [q for r in rs for q in r["requests"]]
+    tokens = sum(r["tokens"] for r in rs)
+    return {
+        "peer": rs[0]["peer"], "c": rs[0]["c"], "n": len(reqs), "tps": median([r["tps"] for r in rs]),
+        "passes": [r["tps"] for r in rs],
+        "p50": median([q.latency for q in reqs]), "p95": percentile([q.latency for q in reqs], 95),
+        "ttft50": median([q.ttft for q in reqs]), "ttft95": percentile([q.ttft for q in reqs], 95),
+        "tok_req": tokens / len(reqs), "usage": all(q.from_usage for q in reqs),
+        "client_ms_tok": median([r["client_ms_tok"] for r in rs]), "server_ms_tok": median([r["server_ms_tok"] for r in rs]),
+        "load": "; ".join(sorted({r["load"] for r in rs})), "reliable": all(r["reliable"] for r in rs),
+    }
+
+
 def start_peer(name: str, path: Path, args):
-    if name == "hearth":
+    if name in ("hearth", "hearth-lean"):
         return start_hearth(str(path), n_threads=args.n_threads, n_ctx=args.n_ctx, n_slots=args.n_slots,
                             extra=tuple(shlex.split(args.hearth_args)))
     if name == "llama_cpp.server":
@@ -152,7 +248,8 @@ def main() -> int:
     ap.add_argument("--n-slots", type=int, default=8, help="Hearth's and the example server's parallel sequences")
     ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 8, 16])
     ap.add_argument("--max-tokens", type=int, default=128)
-    ap.add_argument("--rounds", type=int, default=2, help="requests each concurrent worker sends")
+    ap.add_argument("--rounds", type=int, default=1, help="requests each concurrent worker sends per pass")
+    ap.add_argument("--repeats", type=int, default=3, help="passes per peer and level, interleaved across peers")
     ap.add_argument("--ceiling-seqs", type=int, default=8)
     ap.add_argument("--peers", nargs="*", default=PEERS, choices=PEERS)
     ap.add_argument("--example-server", type=Path, default=EXAMPLE_SERVER,
@@ -171,7 +268,8 @@ def main() -> int:
     guard = guard_from_args(args)
     path = resolve_model_path(args.model)
     print(f"model {path.name}, n_threads {args.n_threads}, n_ctx {args.n_ctx}, n_slots {args.n_slots}, "
-          f"max_tokens {args.max_tokens}, temperature 0, concurrency {args.concurrency} x {args.rounds} rounds")
+          f"max_tokens {args.max_tokens}, temperature 0, concurrency {args.concurrency} x {args.rounds} rounds, "
+          f"{args.repeats} interleaved passes")
 
     ceiling = None
     if not args.skip_ceiling:
@@ -194,31 +292,18 @@ def main() -> int:
 
     vocab = LlamaModel(path_model=str(path), params=_vocab_only(), verbose=False)
     count_tokens = lambda text: len(vocab.tokenize(text.encode(), add_bos=False, special=False))  # noqa: E731
-    results = []
-    for name in args.peers:
-        if name == "example-server" and not args.example_server.exists():
-            print(f"\nexample-server: {args.example_server} not found; get it with `pip download --no-deps "
-                  f"--no-binary :all: llama-cpp-python==0.3.36 -d /tmp/lcp` and untar (skipped)")
-            continue
-        try:
-            server = start_peer(name, path, args)
-        except RuntimeError as exc:
-            print(f"\n{name} did not start (skipped): {str(exc)[-1500:]}")
-            continue
-        try:
-            stream_chat(server.client(), server.model, PROMPTS[-1], 8)  # warm-up
-            for c in args.concurrency:
-                r = drive(server, c, args, guard, count_tokens)
-                results.append(r)
-                print(f"  {name} c={c}: {r['tps']:.1f} tok/s  p50 {r['p50']:.2f}s  [{r['load']}]", flush=True)
-        finally:
-            server.stop()
+    results, ceiling_passes = run_peers(path, args, guard, count_tokens)
+    if ceiling_passes:
+        ceiling = dict(ceiling or {}, multi=median(ceiling_passes))
+        print(f"ceiling x{args.ceiling_seqs}, passes interleaved with the peers' c={args.ceiling_seqs} passes: "
+              f"{', '.join(f'{v:.1f}' for v in ceiling_passes)} tok/s (median {ceiling['multi']:.1f})")
     if results:
-        print_table(["peer", "conc", "reqs", "agg tok/s", "p50 lat s", "p95 lat s", "p50 TTFT s", "p95 TTFT s",
-                     "tok/req", "load"],
-                    [[r["peer"], r["c"], r["n"], r["tps"], r["p50"], r["p95"], r["ttft50"], r["ttft95"],
-                      f"{r['tok_req']:.0f}" + ("" if r["usage"] else " (retok)"), r["load"]] for r in results],
-                    title="Concurrent streams")
+        print_table(["peer", "conc", "reqs", "agg tok/s (median)", "passes tok/s", "p50 lat s", "p95 lat s",
+                     "p50 TTFT s", "p95 TTFT s", "tok/req", "client CPU ms/tok", "server CPU ms/tok", "load"],
+                    [[r["peer"], r["c"], r["n"], r["tps"], " ".join(f"{v:.0f}" for v in r["passes"]), r["p50"], r["p95"],
+                      r["ttft50"], r["ttft95"], f"{r['tok_req']:.0f}" + ("" if r["usage"] else " (retok)"),
+                      f"{r['client_ms_tok']:.2f}", f"{r['server_ms_tok']:.2f}", r["load"]] for r in results],
+                    title="Concurrent streams (CPU ms/tok: CPU time per completion token, client = this process)")
         by = {(r["peer"], r["c"]): r for r in results}
         rows = []
         for c in args.concurrency:
@@ -230,11 +315,23 @@ def main() -> int:
                 p = by.get((peer, c))
                 row += [ratio(h["tps"], p["tps"]) if p else "-", ratio(h["p95"], p["p95"]) if p else "-",
                         ratio(h["ttft50"], p["ttft50"]) if p else "-"]
-            row.append(ratio(h["tps"], ceiling["multi"]) if ceiling and c == args.ceiling_seqs else "-")
+            at_ceiling = ceiling and c == args.ceiling_seqs
+            row.append(ratio(h["tps"], ceiling["multi"]) if at_ceiling else "-")
+            lean = by.get(("hearth-lean", c))
+            row.append(ratio(lean["tps"], ceiling["multi"]) if at_ceiling and lean else "-")
             rows.append(row)
         print_table(["conc", "tok/s vs lcp.server", "p95 vs lcp", "TTFT vs lcp", "tok/s vs example", "p95 vs ex",
-                     "TTFT vs ex", "tok/s vs ceiling"], rows, title="Hearth ratios (>1 = Hearth higher)")
-        print("goals: hearth c=8 >= 2x llama_cpp.server and >= 0.9x ceiling; hearth c=1 >= 1.2x llama_cpp.server")
+                     "TTFT vs ex", "tok/s vs ceiling", "lean client vs ceiling"], rows,
+                    title="Hearth ratios (>1 = Hearth higher; official openai client unless said)")
+        goals = [("hearth", args.ceiling_seqs, "llama_cpp.server", 2.0), ("hearth", 1, "llama_cpp.server", 1.2),
+                 ("hearth", args.ceiling_seqs, "ceiling", 0.9), ("hearth-lean", args.ceiling_seqs, "ceiling", 0.9)]
+        for peer, c, base, goal in goals:
+            h = by.get((peer, c))
+            b = {"multi": ceiling["multi"]} if base == "ceiling" and ceiling else by.get((base, c))
+            if h and b:
+                value = ratio(h["tps"], b.get("multi", b.get("tps")))
+                flag = "" if h["reliable"] else "  UNRELIABLE"
+                print(f"goal {peer} c={c} >= {goal}x {base}: {value:.3f}x {'met' if value >= goal else 'NOT met'}{flag}")
 
     for k in (args.sql_few_shot_k if args.sql_questions else []):
         s = sql_ttft(path, args, guard, k)

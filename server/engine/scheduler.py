@@ -227,18 +227,24 @@ class Scheduler:
         # computed in exactly the chunks a miss would use, and hits give the same output as misses.
         best_len -= best_len % self._block
         self.prefix_lookups += 1
-        others = [s for s in idle if s is not best]
+        # Keep the running sequences on a compact run of seq ids. With one KV stream per slot,
+        # llama.cpp attends over every stream from the lowest to the highest seq id in the batch
+        # (llama_kv_cache::get_k views streams s0..s1), so 4 streams on seq ids 0, 2, 4, 6 cost
+        # as much as 7: measured here, 90 tok/s against 155 on ids 0-3 (raw 4-way greedy decode).
+        compact = _compact_choices(self.slots, idle)
+        others = [s for s in compact if s is not best]
         # Reuse the matching slot in place only when that loses nothing (its cache is all prefix)
-        # or no other slot is free; otherwise copy the prefix into the least recently used idle
-        # slot, so the matching slot keeps its longer cache for a later exact repeat.
-        in_place = best is not None and best.job is None and best_len > 0 and (
+        # or no other compact slot is free, and it keeps the run compact; otherwise copy the prefix
+        # into the least recently used compact idle slot, so the matching slot keeps its longer
+        # cache for a later exact repeat.
+        in_place = best is not None and best.job is None and best_len > 0 and best in compact and (
             len(best.cached) <= best_len or not others)
         if in_place:
             target = best
             llama_cpp.llama_memory_seq_rm(self._mem, target.seq_id, best_len, -1)
             reused = best_len
         else:
-            target = min(others or idle, key=lambda s: s.last_used)
+            target = min(others or compact, key=lambda s: s.last_used)
             llama_cpp.llama_memory_seq_rm(self._mem, target.seq_id, -1, -1)
             reused = 0
             if best is not None and best is not target and best_len >= MIN_REUSE_TOKENS:
@@ -376,6 +382,17 @@ class Scheduler:
         if tail:
             job.emit(TokenEvent(text=tail))
         job.emit(finish)
+
+
+def _compact_choices(slots: list[Slot], idle: list[Slot]) -> list[Slot]:
+    """The idle slots that would leave the running sequences on the shortest run of seq ids."""
+    busy = [s.seq_id for s in slots if s.job is not None]
+    if not busy:
+        return idle
+    lo, hi = min(busy), max(busy)
+    span = {s.seq_id: max(hi, s.seq_id) - min(lo, s.seq_id) for s in idle}
+    shortest = min(span.values())
+    return [s for s in idle if span[s.seq_id] == shortest]
 
 
 def _common_prefix(a: list[int], b: list[int], limit: int) -> int:

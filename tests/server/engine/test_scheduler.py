@@ -172,3 +172,62 @@ def test_unparsable_grammar_fails_the_request_not_the_engine(embedded_engine):
     asyncio.run(wait_idle(embedded_engine))
     tokens, finish = asyncio.run(collect(embedded_engine, request(embedded_engine, PROMPTS[0], max_tokens=3)))
     assert finish.completion_tokens == len(tokens) == 3
+
+
+def test_running_sequences_stay_on_a_compact_run_of_seq_ids(embedded_engine):
+    # llama.cpp attends over every KV stream between the lowest and highest seq id in a batch, so
+    # scattered slots cost like a wider batch. Solo requests first leave caches (and different
+    # last-used times) on every slot; then concurrent requests must still take adjacent slots.
+    # Only the scheduler's worker thread writes `last_used`, and only when a request ends.
+    spans = []
+
+    async def monitor(done):
+        while not done.is_set():
+            busy = [s.seq_id for s in embedded_engine._scheduler.slots if s.job is not None]
+            if busy:
+                spans.append((len(busy), max(busy) - min(busy) + 1, tuple(busy)))
+            await asyncio.sleep(0.005)
+
+    async def go():
+        for p in PROMPTS[:4]:
+            await collect(embedded_engine, request(embedded_engine, p, max_tokens=4))
+        await wait_idle(embedded_engine)
+        # Least recently used first: 1, 3, 0, 2, and no cached prefix to match (the next placement
+        # clears a slot it does not reuse). Plain LRU would put the next three on 1, 3 and 0.
+        for order, seq_id in enumerate((1, 3, 0, 2)):
+            embedded_engine._scheduler.slots[seq_id].last_used = order
+            embedded_engine._scheduler.slots[seq_id].cached = []
+        done = asyncio.Event()
+        watcher = asyncio.ensure_future(monitor(done))
+        # Staggered arrivals: each joins a batch that is already running.
+        first = asyncio.ensure_future(collect(embedded_engine, request(embedded_engine, PROMPTS[4], max_tokens=24)))
+        await asyncio.sleep(0.05)
+        second = asyncio.ensure_future(collect(embedded_engine, request(embedded_engine, PROMPTS[5], max_tokens=24)))
+        await asyncio.sleep(0.05)
+        third = await collect(embedded_engine, request(embedded_engine, PROMPTS[1], max_tokens=8))
+        await asyncio.gather(first, second)
+        done.set()
+        await watcher
+        return third
+
+    asyncio.run(go())
+    assert any(n >= 2 for n, *_ in spans)  # the requests did overlap
+    assert all(span == n for n, span, _ in spans), spans
+
+
+@pytest.mark.parametrize("busy, idle, expected", [
+    ((), (0, 1, 2, 3), (0, 1, 2, 3)),  # nothing runs: any slot (LRU decides)
+    ((1,), (0, 2, 3), (0, 2)),  # next to the running one
+    ((0, 3), (1, 2), (1, 2)),  # a hole inside the run costs nothing
+    ((0, 1), (2, 3), (2,)),
+    ((2, 3), (0, 1), (1,)),
+    ((0, 2), (1, 3), (1,)),
+])
+def test_compact_choices_table(busy, idle, expected):
+    from server.engine.scheduler import Slot, _compact_choices
+
+    slots = [Slot(seq_id=i) for i in range(4)]
+    for i in busy:
+        slots[i].job = object()
+    chosen = _compact_choices(slots, [slots[i] for i in idle])
+    assert tuple(s.seq_id for s in chosen) == expected
