@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import itertools
 import os
 import time
 from dataclasses import dataclass
@@ -64,7 +65,8 @@ class RawModel:
         if not self.ctx:
             raise RuntimeError("could not create a llama.cpp context")
         self.mem = llama_cpp.llama_get_memory(self.ctx)
-        self.batch = llama_cpp.llama_batch_init(max(n_batch, n_seqs), 0, 1)
+        self.batch_size = max(n_batch, n_seqs)
+        self.batch = llama_cpp.llama_batch_init(self.batch_size, 0, 1)
         meta = self.model.metadata()
         self.template = ChatTemplate(
             meta.get("tokenizer.chat_template") or CHATML_TEMPLATE,
@@ -132,9 +134,12 @@ class RawModel:
             llama_cpp.llama_sampler_free(smpl)
         return RunResult(t_first - t0, t_end - t_first, out)
 
-    def batched(self, prompts: list[list[int]], steps: int) -> float:
+    def batched(self, prompts: list[list[int]], steps: int, *, with_prefill: bool = False) -> float:
         """Decode tok/s of len(prompts) greedy sequences advancing together, one llama_decode per
-        step over all of them (EOS ignored: this is the throughput ceiling). Prefill not timed."""
+        step over all of them (EOS ignored: this is the throughput ceiling). Prefill not timed,
+        unless `with_prefill`: then the clock also runs over the prompts, prefilled together in
+        as few llama_decode calls as n_batch allows (what a server does for the same requests,
+        at its best, without HTTP)."""
         n = len(prompts)
         assert n <= self.n_seqs
         llama_cpp.llama_memory_clear(self.mem, True)
@@ -145,11 +150,20 @@ class RawModel:
             samplers.append(s)
         try:
             nxt, pos = [], []
-            for i, p in enumerate(prompts):
-                self._prefill(i, p)
-                nxt.append(llama_cpp.llama_sampler_sample(samplers[i], self.ctx, -1))
-                pos.append(len(p))
-            t0 = time.perf_counter()
+            t_prefill = time.perf_counter()
+            if with_prefill and sum(map(len, prompts)) <= self.batch_size:
+                self._fill((t, j, i, j == len(p) - 1) for i, p in enumerate(prompts) for j, t in enumerate(p))
+                self._decode()
+                outputs = list(itertools.accumulate(len(p) for p in prompts))
+                for i, p in enumerate(prompts):
+                    nxt.append(llama_cpp.llama_sampler_sample(samplers[i], self.ctx, outputs[i] - 1))
+                    pos.append(len(p))
+            else:
+                for i, p in enumerate(prompts):
+                    self._prefill(i, p)
+                    nxt.append(llama_cpp.llama_sampler_sample(samplers[i], self.ctx, -1))
+                    pos.append(len(p))
+            t0 = t_prefill if with_prefill else time.perf_counter()
             for _ in range(steps):
                 self._fill((nxt[i], pos[i], i, True) for i in range(n))
                 self._decode()

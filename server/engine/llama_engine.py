@@ -110,6 +110,7 @@ class LlamaEngine:
             prefill_chunk=prefill_chunk,
             token_piece=self.token_bytes,
             token_text=lambda t: self.token_bytes(t).decode("utf-8", "replace"),
+            short_prompt_reuse=n_gpu_layers == 0,  # the rule rests on ggml's CPU kernels
         )
         self._embed_ctx = None
         self._embed_lock = threading.Lock()

@@ -35,6 +35,14 @@ log = logging.getLogger("hearth.engine")
 
 # A cached prefix shorter than this is not worth a seq_cp (cells are cheap to recompute).
 MIN_REUSE_TOKENS = 8
+# ggml's CPU flash attention (GGML_FA_TILE_Q in ggml-cpu/common.h) runs a chunk of fewer query
+# rows than this per stream through a per-row kernel, and larger chunks through a tiled one that
+# rounds differently. So a prompt shorter than this is computed by the per-row kernel however it
+# is cut (one chunk, or split by llama.cpp into ubatches beside other sequences), and its cached
+# prefix can be reused at any length with output identical to a miss. Measured on the embedded
+# model: splitting a 30-63-token prompt anywhere leaves its logits bit-identical; splitting a
+# 64-token prompt anywhere changes them (by up to 0.9). Longer prompts keep the block rule.
+CPU_FA_TILE_ROWS = 64
 
 
 @dataclass
@@ -93,6 +101,7 @@ class Slot:
     reused: int = 0
     first_token_at: float | None = None
     batch_index: int = -1
+    short: bool = False  # every cached cell came from a prompt shorter than CPU_FA_TILE_ROWS (or decoding)
 
 
 class Scheduler:
@@ -109,6 +118,7 @@ class Scheduler:
         prefill_chunk: int,
         token_piece: Callable[[int], bytes],
         token_text: Callable[[int], str],
+        short_prompt_reuse: bool = False,
     ):
         self._ctx = ctx
         self._vocab = vocab
@@ -118,6 +128,8 @@ class Scheduler:
         self._n_ctx_per_seq = n_ctx_per_seq
         self._max_queue = max_queue
         self._block = min(prefill_chunk, n_batch)  # prefill block size, in tokens
+        # Reuse short prompts' prefixes at any length (see CPU_FA_TILE_ROWS): CPU builds only.
+        self._short_reuse = short_prompt_reuse
         self._piece = token_piece
         self._token_text = token_text
         self.slots = [Slot(seq_id=i) for i in range(n_slots)]
@@ -225,12 +237,16 @@ class Scheduler:
         # shape of the chunk it was computed in, so prompts are always prefilled in blocks aligned
         # to multiples of `block`, and a cache hit restarts at a block boundary: the tail is then
         # computed in exactly the chunks a miss would use, and hits give the same output as misses.
-        best_len -= best_len % self._block
+        # Short prompts on a CPU build are the exception (CPU_FA_TILE_ROWS): any length is reused.
+        short = self._short_reuse and len(prompt) < CPU_FA_TILE_ROWS
+        if not (short and best is not None and best.short):
+            best_len -= best_len % self._block
         self.prefix_lookups += 1
         # Keep the running sequences on a compact run of seq ids. With one KV stream per slot,
-        # llama.cpp attends over every stream from the lowest to the highest seq id in the batch
-        # (llama_kv_cache::get_k views streams s0..s1), so 4 streams on seq ids 0, 2, 4, 6 cost
-        # as much as 7: measured here, 90 tok/s against 155 on ids 0-3 (raw 4-way greedy decode).
+        # llama.cpp puts only consecutive seq ids in one ubatch (split_equal, sequential) and views
+        # the streams from the lowest to the highest id (llama_kv_cache::get_k), so 4 streams on
+        # seq ids 0, 2, 4, 6 take 4 graph runs per step: measured here, 90 tok/s against 155 on
+        # ids 0-3 (raw 4-way greedy decode, bench/raw.py's context).
         compact = _compact_choices(self.slots, idle)
         others = [s for s in compact if s is not best]
         # Reuse the matching slot in place only when that loses nothing (its cache is all prefix)
@@ -257,6 +273,7 @@ class Scheduler:
             self.prefix_hits += 1
             self.reused_tokens += reused
         target.cached = prompt[:reused]
+        target.short = short
         target.pending = prompt[reused:]
         target.job = job
         target.reused = reused

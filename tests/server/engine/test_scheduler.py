@@ -231,3 +231,31 @@ def test_compact_choices_table(busy, idle, expected):
         slots[i].job = object()
     chosen = _compact_choices(slots, [slots[i] for i in idle])
     assert tuple(s.seq_id for s in chosen) == expected
+
+
+def test_short_prompts_reuse_any_cached_prefix_with_the_same_output(embedded_engine):
+    # Prompts under CPU_FA_TILE_ROWS tokens are computed by one per-row kernel however they are
+    # cut, so a cached prefix of any length (here the chat template's system turn) is reused,
+    # and the answer is the same as a miss, alone or batched beside other requests.
+    from server.engine.scheduler import CPU_FA_TILE_ROWS
+
+    first, second = request(embedded_engine, PROMPTS[0]), request(embedded_engine, PROMPTS[2])
+    assert len(first.prompt_tokens) < CPU_FA_TILE_ROWS and len(second.prompt_tokens) < CPU_FA_TILE_ROWS
+
+    async def go():
+        await wait_idle(embedded_engine)
+        for slot in embedded_engine._scheduler.slots:  # a miss: nothing cached to match
+            slot.cached = []
+        cold, cold_finish = await collect(embedded_engine, first)
+        _, other_finish = await collect(embedded_engine, second)
+        warm, warm_finish = await collect(embedded_engine, first)
+        batched = await asyncio.gather(*[collect(embedded_engine, r) for r in
+                                         (first, request(embedded_engine, PROMPTS[3]), second)])
+        return cold, cold_finish, other_finish, warm, warm_finish, batched[0][0]
+
+    cold, cold_finish, other_finish, warm, warm_finish, batched = asyncio.run(go())
+    assert cold_finish.cached_tokens == 0
+    assert other_finish.cached_tokens >= 8  # the shared system turn, not a whole 128-token block
+    assert warm_finish.cached_tokens == len(first.prompt_tokens) - 1
+    assert warm == cold
+    assert batched == cold
