@@ -10,8 +10,9 @@ sampler chain. New requests join between steps; a finished or cancelled slot fre
 Prefix cache: a slot keeps the KV cells of its last sequence after it finishes. A new request
 is placed where its prompt shares the longest prefix with any slot's cells: in that slot if it is
 idle, or (for a busy slot) that slot's stream is copied to an idle slot with `llama_memory_seq_cp`
-and trimmed to the shared prefix. Idle slots are reused in least-recently-used order, so the
-cache is bounded by the slot count (n_ctx cells per slot).
+and trimmed to the shared prefix. An idle slot is taken so that the running sequences stay on
+adjacent seq ids, least recently used first among those (server/engine/slots.py), so the cache is
+bounded by the slot count (n_ctx cells per slot).
 """
 
 from __future__ import annotations
@@ -29,20 +30,10 @@ import llama_cpp
 from ..errors import EngineFailure, HearthError, Overloaded
 from .base import FinishEvent, GenerationRequest, TokenEvent, TopLogprob
 from .sampling import SamplerChain, logprobs_at
+from .slots import CPU_FA_TILE_ROWS, MIN_REUSE_TOKENS, Slot, common_prefix, compact_choices
 from .text import IncrementalText
 
 log = logging.getLogger("hearth.engine")
-
-# A cached prefix shorter than this is not worth a seq_cp (cells are cheap to recompute).
-MIN_REUSE_TOKENS = 8
-# ggml's CPU flash attention (GGML_FA_TILE_Q in ggml-cpu/common.h) runs a chunk of fewer query
-# rows than this per stream through a per-row kernel, and larger chunks through a tiled one that
-# rounds differently. So a prompt shorter than this is computed by the per-row kernel however it
-# is cut (one chunk, or split by llama.cpp into ubatches beside other sequences), and its cached
-# prefix can be reused at any length with output identical to a miss. Measured on the embedded
-# model: splitting a 30-63-token prompt anywhere leaves its logits bit-identical; splitting a
-# 64-token prompt anywhere changes them (by up to 0.9). Longer prompts keep the block rule.
-CPU_FA_TILE_ROWS = 64
 
 
 @dataclass
@@ -84,24 +75,6 @@ class Outbox(list):
 def _deliver(items: list) -> None:
     for job, event in items:
         job.queue.put_nowait(event)
-
-
-@dataclass
-class Slot:
-    seq_id: int
-    cached: list[int] = field(default_factory=list)  # tokens whose KV cells this seq holds, pos 0..n-1
-    last_used: float = 0.0
-    job: Job | None = None
-    pending: list[int] = field(default_factory=list)  # prompt tokens still to prefill
-    next_token: int | None = None  # sampled, not yet decoded
-    sampler: SamplerChain | None = None
-    text: IncrementalText | None = None
-    n_generated: int = 0
-    prompt_len: int = 0
-    reused: int = 0
-    first_token_at: float | None = None
-    batch_index: int = -1
-    short: bool = False  # every cached cell came from a prompt shorter than CPU_FA_TILE_ROWS (or decoding)
 
 
 class Scheduler:
@@ -230,7 +203,7 @@ class Scheduler:
         limit = len(prompt) - 1
         best, best_len = None, 0
         for slot in self.slots:
-            n = _common_prefix(slot.cached, prompt, limit)
+            n = common_prefix(slot.cached, prompt, limit)
             if n > best_len:
                 best, best_len = slot, n
         # Reuse whole prefill blocks only. A token's KV values depend (in the last bits) on the
@@ -247,7 +220,7 @@ class Scheduler:
         # the streams from the lowest to the highest id (llama_kv_cache::get_k), so 4 streams on
         # seq ids 0, 2, 4, 6 take 4 graph runs per step: measured here, 90 tok/s against 155 on
         # ids 0-3 (raw 4-way greedy decode, bench/raw.py's context).
-        compact = _compact_choices(self.slots, idle)
+        compact = compact_choices(self.slots, idle)
         others = [s for s in compact if s is not best]
         # Reuse the matching slot in place only when that loses nothing (its cache is all prefix)
         # or no other compact slot is free, and it keeps the run compact; otherwise copy the prefix
@@ -399,22 +372,3 @@ class Scheduler:
         if tail:
             job.emit(TokenEvent(text=tail))
         job.emit(finish)
-
-
-def _compact_choices(slots: list[Slot], idle: list[Slot]) -> list[Slot]:
-    """The idle slots that would leave the running sequences on the shortest run of seq ids."""
-    busy = [s.seq_id for s in slots if s.job is not None]
-    if not busy:
-        return idle
-    lo, hi = min(busy), max(busy)
-    span = {s.seq_id: max(hi, s.seq_id) - min(lo, s.seq_id) for s in idle}
-    shortest = min(span.values())
-    return [s for s in idle if span[s.seq_id] == shortest]
-
-
-def _common_prefix(a: list[int], b: list[int], limit: int) -> int:
-    n = min(len(a), len(b), limit)
-    i = 0
-    while i < n and a[i] == b[i]:
-        i += 1
-    return i

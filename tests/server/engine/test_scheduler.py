@@ -215,29 +215,11 @@ def test_running_sequences_stay_on_a_compact_run_of_seq_ids(embedded_engine):
     assert all(span == n for n, span, _ in spans), spans
 
 
-@pytest.mark.parametrize("busy, idle, expected", [
-    ((), (0, 1, 2, 3), (0, 1, 2, 3)),  # nothing runs: any slot (LRU decides)
-    ((1,), (0, 2, 3), (0, 2)),  # next to the running one
-    ((0, 3), (1, 2), (1, 2)),  # a hole inside the run costs nothing
-    ((0, 1), (2, 3), (2,)),
-    ((2, 3), (0, 1), (1,)),
-    ((0, 2), (1, 3), (1,)),
-])
-def test_compact_choices_table(busy, idle, expected):
-    from server.engine.scheduler import Slot, _compact_choices
-
-    slots = [Slot(seq_id=i) for i in range(4)]
-    for i in busy:
-        slots[i].job = object()
-    chosen = _compact_choices(slots, [slots[i] for i in idle])
-    assert tuple(s.seq_id for s in chosen) == expected
-
-
 def test_short_prompts_reuse_any_cached_prefix_with_the_same_output(embedded_engine):
     # Prompts under CPU_FA_TILE_ROWS tokens are computed by one per-row kernel however they are
     # cut, so a cached prefix of any length (here the chat template's system turn) is reused,
     # and the answer is the same as a miss, alone or batched beside other requests.
-    from server.engine.scheduler import CPU_FA_TILE_ROWS
+    from server.engine.slots import CPU_FA_TILE_ROWS
 
     first, second = request(embedded_engine, PROMPTS[0]), request(embedded_engine, PROMPTS[2])
     assert len(first.prompt_tokens) < CPU_FA_TILE_ROWS and len(second.prompt_tokens) < CPU_FA_TILE_ROWS

@@ -1,0 +1,65 @@
+"""Slots: one sequence (and one KV stream) each, and the rules for placing a request in one.
+
+A slot keeps the KV cells of its last sequence when it finishes (the prefix cache). These pure
+helpers and constants say which idle slot a new request takes and how much of a cached prefix it
+may reuse; server/engine/scheduler.py applies them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from .sampling import SamplerChain
+from .text import IncrementalText
+
+if TYPE_CHECKING:
+    from .scheduler import Job
+
+# A cached prefix shorter than this is not worth a seq_cp (cells are cheap to recompute).
+MIN_REUSE_TOKENS = 8
+# ggml's CPU flash attention (GGML_FA_TILE_Q in ggml-cpu/common.h) runs a chunk of fewer query
+# rows than this per stream through a per-row kernel, and larger chunks through a tiled one that
+# rounds differently. So a prompt shorter than this is computed by the per-row kernel however it
+# is cut (one chunk, or split by llama.cpp into ubatches beside other sequences), and its cached
+# prefix can be reused at any length with output identical to a miss. Measured on the embedded
+# model: splitting a 30-63-token prompt anywhere leaves its logits bit-identical; splitting a
+# 64-token prompt anywhere changes them (by up to 0.9). Longer prompts keep the block rule.
+CPU_FA_TILE_ROWS = 64
+
+
+@dataclass
+class Slot:
+    seq_id: int
+    cached: list[int] = field(default_factory=list)  # tokens whose KV cells this seq holds, pos 0..n-1
+    last_used: float = 0.0
+    job: "Job | None" = None
+    pending: list[int] = field(default_factory=list)  # prompt tokens still to prefill
+    next_token: int | None = None  # sampled, not yet decoded
+    sampler: SamplerChain | None = None
+    text: IncrementalText | None = None
+    n_generated: int = 0
+    prompt_len: int = 0
+    reused: int = 0
+    first_token_at: float | None = None
+    batch_index: int = -1
+    short: bool = False  # every cached cell came from a prompt shorter than CPU_FA_TILE_ROWS (or decoding)
+
+
+def compact_choices(slots: list[Slot], idle: list[Slot]) -> list[Slot]:
+    """The idle slots that would leave the running sequences on the shortest run of seq ids."""
+    busy = [s.seq_id for s in slots if s.job is not None]
+    if not busy:
+        return idle
+    lo, hi = min(busy), max(busy)
+    span = {s.seq_id: max(hi, s.seq_id) - min(lo, s.seq_id) for s in idle}
+    shortest = min(span.values())
+    return [s for s in idle if span[s.seq_id] == shortest]
+
+
+def common_prefix(a: list[int], b: list[int], limit: int) -> int:
+    n = min(len(a), len(b), limit)
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
