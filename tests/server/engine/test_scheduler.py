@@ -241,3 +241,25 @@ def test_short_prompts_reuse_any_cached_prefix_with_the_same_output(embedded_eng
     assert warm_finish.cached_tokens == len(first.prompt_tokens) - 1
     assert warm == cold
     assert batched == cold
+
+
+def test_greedy_fast_path_picks_what_llama_cpps_greedy_sampler_picks(embedded_engine):
+    # Plain greedy takes the numpy argmax instead of a llama.cpp sampler call: same token.
+    from server.engine.sampling import SamplerChain
+
+    async def go():
+        await collect(embedded_engine, request(embedded_engine, PROMPTS[4], max_tokens=4))
+        await wait_idle(embedded_engine)
+
+    asyncio.run(go())
+    params = SamplingParams(max_tokens=1, temperature=0)
+    fast = SamplerChain(embedded_engine._vocab, embedded_engine.n_vocab, params)
+    slow = SamplerChain(embedded_engine._vocab, embedded_engine.n_vocab, params)
+    slow._argmax = False  # the llama.cpp greedy sampler chain
+    try:
+        assert fast._argmax
+        # The engine is idle: the last decode's logits are still in the context.
+        assert fast.sample(embedded_engine._ctx, -1) == slow.sample(embedded_engine._ctx, -1)
+    finally:
+        fast.close()
+        slow.close()
