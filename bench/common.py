@@ -249,6 +249,11 @@ class Server:
 
         return openai.OpenAI(base_url=self.base_url + "/v1", api_key=API_KEY, max_retries=0, timeout=timeout)
 
+    def async_client(self, timeout: float = 600):
+        import openai
+
+        return openai.AsyncOpenAI(base_url=self.base_url + "/v1", api_key=API_KEY, max_retries=0, timeout=timeout)
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.terminate()
@@ -374,24 +379,51 @@ def stream_chat_sse(http, base_url: str, model: str, prompt: str, max_tokens: in
     return StreamResult(first - t0, end - t0, tokens, (last or end) - first, cached, "".join(parts), usage is not None)
 
 
-def stream_chat(client, model: str, prompt: str, max_tokens: int) -> StreamResult:
-    t0 = time.perf_counter()
-    first = last = None
-    chunks = 0
-    usage = None
-    parts: list[str] = []
-    stream = client.chat.completions.create(
-        model=model, messages=[{"role": "user", "content": prompt}], max_tokens=max_tokens,
-        temperature=0, stream=True, stream_options={"include_usage": True},
-    )
-    for chunk in stream:
+class _ChunkTally:
+    """What stream_chat and stream_chat_async count from the official client's chunks."""
+
+    def __init__(self):
+        self.t0 = time.perf_counter()
+        self.first = self.last = self.usage = None
+        self.chunks = 0
+        self.parts: list[str] = []
+
+    def add(self, chunk) -> None:
         if chunk.usage is not None:
-            usage = chunk.usage
+            self.usage = chunk.usage
         if chunk.choices and chunk.choices[0].delta and chunk.choices[0].delta.content:
-            last = time.perf_counter()
-            first = first or last
-            chunks += 1
-            parts.append(chunk.choices[0].delta.content)
+            self.last = time.perf_counter()
+            self.first = self.first or self.last
+            self.chunks += 1
+            self.parts.append(chunk.choices[0].delta.content)
+
+    def result(self) -> StreamResult:
+        return _result(self.t0, self.first, self.last, self.chunks, self.usage, self.parts)
+
+
+def _chat_args(model: str, prompt: str, max_tokens: int) -> dict:
+    return dict(model=model, messages=[{"role": "user", "content": prompt}], max_tokens=max_tokens,
+                temperature=0, stream=True, stream_options={"include_usage": True})
+
+
+def stream_chat(client, model: str, prompt: str, max_tokens: int) -> StreamResult:
+    """One streamed chat request through the official client (openai.OpenAI)."""
+    tally = _ChunkTally()
+    for chunk in client.chat.completions.create(**_chat_args(model, prompt, max_tokens)):
+        tally.add(chunk)
+    return tally.result()
+
+
+async def stream_chat_async(client, model: str, prompt: str, max_tokens: int) -> StreamResult:
+    """The same through the official async client (openai.AsyncOpenAI): c streams in one event
+    loop instead of c threads, which spares the client process c threads taking turns at the GIL."""
+    tally = _ChunkTally()
+    async for chunk in await client.chat.completions.create(**_chat_args(model, prompt, max_tokens)):
+        tally.add(chunk)
+    return tally.result()
+
+
+def _result(t0, first, last, chunks, usage, parts) -> StreamResult:
     end = time.perf_counter()
     tokens = usage.completion_tokens if usage is not None else chunks
     details = getattr(usage, "prompt_tokens_details", None) if usage is not None else None

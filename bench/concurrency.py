@@ -33,6 +33,7 @@ Load check: see bench/common.py (figures on a busy machine are marked UNRELIABLE
 from __future__ import annotations
 
 import argparse
+import asyncio
 import shlex
 import json
 import sys
@@ -46,14 +47,15 @@ from llama_cpp._internals import LlamaModel
 
 from bench.common import (API_KEY, CACHE, PROMPTS, ROOT, LoadGuard, add_load_args, guard_from_args, median,
                           exit_on_sigterm, percentile, print_table, ratio, start_example_server, start_hearth, start_llama_cpp_server,
-                          stream_chat, stream_chat_sse)
+                          stream_chat, stream_chat_async, stream_chat_sse)
 from bench.raw import QUANT_TYPES, RawModel, quantized
 from server.settings import EMBEDDED_MODEL, resolve_model_path
 
 EXAMPLE_SERVER = Path("/tmp/lcp/llama_cpp_python-0.3.36/examples/server/server.py")
 # hearth-lean: the same Hearth server read by the lean SSE client (bench/common.py stream_chat_sse)
 # instead of the official one; every other peer is driven by the official openai client.
-PEERS = ["hearth", "hearth-lean", "llama_cpp.server", "example-server"]
+# hearth-async: the same server through openai.AsyncOpenAI (one event loop), whatever --official-client says.
+PEERS = ["hearth", "hearth-lean", "hearth-async", "llama_cpp.server", "example-server"]
 
 
 def raw_decode(path: Path, args, guard: LoadGuard, label: str) -> dict:
@@ -73,30 +75,46 @@ def raw_decode(path: Path, args, guard: LoadGuard, label: str) -> dict:
             "reliable": r1.reliable and rn.reliable}
 
 
-def drive(server, concurrency: int, args, guard: LoadGuard, count_tokens, *, lean: bool = False) -> dict:
+def drive(server, concurrency: int, args, guard: LoadGuard, count_tokens, *, client_kind: str = "threads") -> dict:
     """`concurrency` workers, each sending `--rounds` streaming requests back to back, through the
-    official openai client (or, with `lean`, through stream_chat_sse). Besides the rates it records
-    the CPU time the client (this process) and the server process spent per completion token: on
-    a 2-core box both come out of the same cores as the decode threads."""
+    official openai client: one thread per worker ("threads"), or openai.AsyncOpenAI with every
+    worker in one event loop ("async"); or through the lean SSE client ("lean"). Besides the rates
+    it records the CPU time the client (this process) and the server process spent per completion
+    token: on a 2-core box both come out of the same cores as the decode threads."""
     client = server.client()
     http = httpx.Client(timeout=600, limits=httpx.Limits(max_connections=concurrency + 2))
 
-    def one(i: int, r: int):
-        prompt = PROMPTS[(i * args.rounds + r) % len(PROMPTS)]
-        if lean:
-            return stream_chat_sse(http, server.base_url, server.model, prompt, args.max_tokens)
-        return stream_chat(client, server.model, prompt, args.max_tokens)
+    def prompt(i: int, r: int) -> str:
+        return PROMPTS[(i * args.rounds + r) % len(PROMPTS)]
 
     def worker(i: int):
-        return [one(i, r) for r in range(args.rounds)]
+        if client_kind == "lean":
+            return [stream_chat_sse(http, server.base_url, server.model, prompt(i, r), args.max_tokens)
+                    for r in range(args.rounds)]
+        return [stream_chat(client, server.model, prompt(i, r), args.max_tokens) for r in range(args.rounds)]
 
-    label = server.name + ("-lean" if lean else "")
+    async def all_async():
+        aclient = server.async_client()
+
+        async def aworker(i: int):
+            return [await stream_chat_async(aclient, server.model, prompt(i, r), args.max_tokens)
+                    for r in range(args.rounds)]
+
+        try:
+            return [r for rs in await asyncio.gather(*map(aworker, range(concurrency))) for r in rs]
+        finally:
+            await aclient.close()
+
+    label = server.name + {"threads": "", "async": "-async", "lean": "-lean"}[client_kind]
     try:
         with guard.measure(f"{label} c={concurrency}") as rec:
             cpu_client0, cpu_server0 = time.process_time(), server.cpu_seconds()
             t0 = time.perf_counter()
-            with ThreadPoolExecutor(concurrency) as pool:
-                results = [r for rs in pool.map(worker, range(concurrency)) for r in rs]
+            if client_kind == "async":
+                results = asyncio.run(all_async())
+            else:
+                with ThreadPoolExecutor(concurrency) as pool:
+                    results = [r for rs in pool.map(worker, range(concurrency)) for r in rs]
             wall = time.perf_counter() - t0
             cpu_client, cpu_server = time.process_time() - cpu_client0, server.cpu_seconds() - cpu_server0
     finally:
@@ -130,7 +148,7 @@ def run_peers(path: Path, args, guard: LoadGuard, count_tokens) -> tuple[list[di
                 print(f"\nexample-server: {args.example_server} not found; get it with `pip download --no-deps "
                       f"--no-binary :all: llama-cpp-python==0.3.36 -d /tmp/lcp` and untar (skipped)")
                 continue
-            if name == "hearth-lean" and "hearth" in servers:
+            if name in ("hearth-lean", "hearth-async") and "hearth" in servers:
                 servers[name] = servers["hearth"]  # the same server, read by another client
                 continue
             try:
@@ -159,7 +177,8 @@ def run_peers(path: Path, args, guard: LoadGuard, count_tokens) -> tuple[list[di
                         continue
                     idle = {n: s.cpu_seconds() for n, s in servers.items() if s is not servers[mode]}
                     t0 = time.perf_counter()
-                    r = drive(servers[mode], c, args, guard, count_tokens, lean=mode == "hearth-lean")
+                    kind = {"hearth-lean": "lean", "hearth-async": "async"}.get(mode, args.official_client)
+                    r = drive(servers[mode], c, args, guard, count_tokens, client_kind=kind)
                     busy = [n for n, v in idle.items()
                             if servers[n].cpu_seconds() - v > 0.05 * (time.perf_counter() - t0)]
                     if busy:  # an idle peer that burns CPU would make every figure noise
@@ -192,7 +211,7 @@ def _pool(rs: list[dict]) -> dict:
 
 
 def start_peer(name: str, path: Path, args):
-    if name in ("hearth", "hearth-lean"):
+    if name in ("hearth", "hearth-lean", "hearth-async"):
         return start_hearth(str(path), n_threads=args.n_threads, n_ctx=args.n_ctx, n_slots=args.n_slots,
                             extra=tuple(shlex.split(args.hearth_args)))
     if name == "llama_cpp.server":
@@ -256,7 +275,10 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=1, help="requests each concurrent worker sends per pass")
     ap.add_argument("--repeats", type=int, default=3, help="passes per peer and level, interleaved across peers")
     ap.add_argument("--ceiling-seqs", type=int, default=8)
-    ap.add_argument("--peers", nargs="*", default=PEERS, choices=PEERS)
+    ap.add_argument("--peers", nargs="*", default=[p for p in PEERS if p != "hearth-async"], choices=PEERS)
+    ap.add_argument("--official-client", choices=["threads", "async"], default="threads",
+                    help="how the official openai client drives c streams: c threads (openai.OpenAI) or one "
+                         "event loop (openai.AsyncOpenAI)")
     ap.add_argument("--example-server", type=Path, default=EXAMPLE_SERVER,
                     help="examples/server/server.py from the llama-cpp-python sdist (skipped if missing)")
     ap.add_argument("--quant-types", nargs="*", default=["Q4_0", "Q8_0", "Q4_K_M", "Q4_1"], choices=list(QUANT_TYPES),
