@@ -24,7 +24,9 @@ from llama_cpp._internals import LlamaModel
 
 from ..errors import ContextLengthExceeded, EngineFailure, HearthError
 from .base import EngineStats, FinishEvent, GenerationEvent, GenerationRequest
+from .kernel_check import short_prompt_cuts_are_exact
 from .scheduler import Scheduler
+from .slots import CPU_FA_TILE_ROWS
 from .template import CHATML_TEMPLATE, ChatTemplate
 
 log = logging.getLogger("hearth.engine")
@@ -99,6 +101,12 @@ class LlamaEngine:
             bos_token=self._model.token_get_text(self._model.token_bos()),
             eos_token=self._model.token_get_text(self._model.token_eos()),
         )
+        # Short prompts reuse cached prefixes of any length only where the kernels make that exact
+        # (server/engine/kernel_check.py): CPU builds, checked on this very model.
+        self.short_prompt_reuse = n_gpu_layers == 0 and self._short_cuts_exact()
+        if n_gpu_layers == 0 and not self.short_prompt_reuse:
+            log.warning("model %s: cut prompts do not decode bit-identically here; prefix reuse stays "
+                        "in whole %d-token blocks", name, prefill_chunk)
         self._scheduler = Scheduler(
             ctx=self._ctx,
             vocab=self._vocab,
@@ -110,11 +118,17 @@ class LlamaEngine:
             prefill_chunk=prefill_chunk,
             token_piece=self.token_bytes,
             token_text=lambda t: self.token_bytes(t).decode("utf-8", "replace"),
-            short_prompt_reuse=n_gpu_layers == 0,  # the rule rests on ggml's CPU kernels
+            short_prompt_reuse=self.short_prompt_reuse,
         )
         self._embed_ctx = None
         self._embed_lock = threading.Lock()
         self.load_seconds = time.perf_counter() - t0
+
+    def _short_cuts_exact(self) -> bool:
+        probe = self.tokenize(self.template.render(
+            [{"role": "user", "content": "Which three cities had the most orders last year?"}],
+            add_generation_prompt=True))[: CPU_FA_TILE_ROWS - 1]
+        return len(probe) > 2 and short_prompt_cuts_are_exact(self._ctx, self.n_vocab, probe)
 
     # -- tokens and templates -------------------------------------------------------------
 
