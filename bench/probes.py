@@ -23,41 +23,15 @@ import numpy as np
 
 from bench.common import PROMPTS
 from bench.raw import RawModel
+from server.engine.kernel_check import cut_logits
 from server.engine.slots import CPU_FA_TILE_ROWS
 from server.settings import EMBEDDED_MODEL, resolve_model_path
 
 
-def _greedy_steps(m: RawModel, prompts: list[list[int]], seqs: list[int], steps: int) -> float:
-    """tok/s of `steps` greedy decode steps over `seqs` (prefill not timed)."""
-    llama_cpp.llama_memory_clear(m.mem, True)
-    chains = []
-    for _ in seqs:
-        chain = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
-        llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_greedy())
-        chains.append(chain)
-    try:
-        nxt, pos = [], []
-        for i, seq in enumerate(seqs):
-            m._prefill(seq, prompts[i])
-            nxt.append(llama_cpp.llama_sampler_sample(chains[i], m.ctx, -1))
-            pos.append(len(prompts[i]))
-        t0 = time.perf_counter()
-        for _ in range(steps):
-            m._fill((nxt[i], pos[i], seq, True) for i, seq in enumerate(seqs))
-            m._decode()
-            for i in range(len(seqs)):
-                nxt[i] = llama_cpp.llama_sampler_sample(chains[i], m.ctx, i)
-                pos[i] += 1
-        return len(seqs) * steps / (time.perf_counter() - t0)
-    finally:
-        for chain in chains:
-            llama_cpp.llama_sampler_free(chain)
-
-
 def probe_seq_ids(m: RawModel, prompts: list[list[int]]) -> None:
-    _greedy_steps(m, prompts, [0], 8)  # warm-up
+    m.batched(prompts[:1], 8)  # warm-up
     for layout in ([0, 1, 2, 3], [0, 2, 4, 6], [4, 5, 6, 7], [0], [7]):
-        rates = [_greedy_steps(m, prompts, layout, 64) for _ in range(2)]
+        rates = [m.batched(prompts[:len(layout)], 64, seq_ids=layout) for _ in range(2)]
         print(f"  seq ids {layout}: {', '.join(f'{r:.1f}' for r in rates)} tok/s", flush=True)
 
 
@@ -84,12 +58,7 @@ def probe_split(m: RawModel) -> None:
 
     def last_logits(tokens: list[int], cut: int | None) -> np.ndarray:
         llama_cpp.llama_memory_clear(m.mem, True)
-        bounds = [0] + ([cut] if cut else []) + [len(tokens)]
-        for a, b in zip(bounds, bounds[1:]):
-            m._fill((t, a + i, 0, a + i == len(tokens) - 1) for i, t in enumerate(tokens[a:b]))
-            m._decode()
-        ptr = llama_cpp.llama_get_logits_ith(m.ctx, m.batch.n_tokens - 1)
-        return np.ctypeslib.as_array(ptr, shape=(n_vocab,)).copy()
+        return cut_logits(m.ctx, n_vocab, tokens, cut)
 
     print(f"  CPU_FA_TILE_ROWS = {CPU_FA_TILE_ROWS}: prompts shorter than this should be identical for every cut")
     for n in (30, 47, CPU_FA_TILE_ROWS - 1, CPU_FA_TILE_ROWS, 100):

@@ -134,14 +134,16 @@ class RawModel:
             llama_cpp.llama_sampler_free(smpl)
         return RunResult(t_first - t0, t_end - t_first, out)
 
-    def batched(self, prompts: list[list[int]], steps: int, *, with_prefill: bool = False) -> float:
+    def batched(self, prompts: list[list[int]], steps: int, *, with_prefill: bool = False,
+                seq_ids: list[int] | None = None) -> float:
         """Decode tok/s of len(prompts) greedy sequences advancing together, one llama_decode per
         step over all of them (EOS ignored: this is the throughput ceiling). Prefill not timed,
         unless `with_prefill`: then the clock also runs over the prompts, prefilled together in
         as few llama_decode calls as n_batch allows (what a server does for the same requests,
-        at its best, without HTTP)."""
+        at its best, without HTTP). `seq_ids` places the sequences (default 0..n-1)."""
         n = len(prompts)
-        assert n <= self.n_seqs
+        seqs = list(range(n)) if seq_ids is None else list(seq_ids)
+        assert n <= self.n_seqs and len(seqs) == n and max(seqs) < self.n_seqs
         llama_cpp.llama_memory_clear(self.mem, True)
         samplers = []
         for _ in range(n):
@@ -152,7 +154,7 @@ class RawModel:
             nxt, pos = [], []
             t_prefill = time.perf_counter()
             if with_prefill and sum(map(len, prompts)) <= self.batch_size:
-                self._fill((t, j, i, j == len(p) - 1) for i, p in enumerate(prompts) for j, t in enumerate(p))
+                self._fill((t, j, seqs[i], j == len(p) - 1) for i, p in enumerate(prompts) for j, t in enumerate(p))
                 self._decode()
                 outputs = list(itertools.accumulate(len(p) for p in prompts))
                 for i, p in enumerate(prompts):
@@ -160,12 +162,12 @@ class RawModel:
                     pos.append(len(p))
             else:
                 for i, p in enumerate(prompts):
-                    self._prefill(i, p)
+                    self._prefill(seqs[i], p)
                     nxt.append(llama_cpp.llama_sampler_sample(samplers[i], self.ctx, -1))
                     pos.append(len(p))
             t0 = t_prefill if with_prefill else time.perf_counter()
             for _ in range(steps):
-                self._fill((nxt[i], pos[i], i, True) for i in range(n))
+                self._fill((nxt[i], pos[i], seqs[i], True) for i in range(n))
                 self._decode()
                 for i in range(n):
                     nxt[i] = llama_cpp.llama_sampler_sample(samplers[i], self.ctx, i)
