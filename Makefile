@@ -3,27 +3,45 @@
 #
 # First install cost: llama-cpp-python has no binary wheel on PyPI, so pip compiles llama.cpp.
 # CMAKE_ARGS below build the library only (no llava/mtmd, tools, examples, tests or server),
-# about 3-4 minutes on 2 cores here instead of 15+; pip caches the wheel for later installs.
+# about 3-5 minutes on 2 cores here instead of 15+.
+#
+# llama.cpp is built for this host's CPU (GGML_NATIVE), except its AMX kernels on x86: on an
+# AMX-capable Xeon here (a VM), every multi-token llama_decode crashed (SIGSEGV in
+# ggml_backend_amx_mul_mat) with those kernels in; -mno-amx-int8 leaves them out, and the AVX-512
+# kernels do the work. The wheel is built once per set of build flags into LLAMA_WHEELS and
+# installed from there: pip's own wheel cache is keyed on the sdist only, so it would hand back
+# a wheel built with other flags.
 
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 LLAMA_CMAKE_ARGS := -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_TOOLS=OFF \
 	-DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_OPENSSL=OFF
+LLAMA_CPU_ARGS := $(if $(filter x86_64,$(shell uname -m)),-DCMAKE_C_FLAGS=-mno-amx-int8 -DCMAKE_CXX_FLAGS=-mno-amx-int8)
+LLAMA_VERSION := $(shell sed -n 's/.*"llama-cpp-python==\([0-9.]*\)".*/\1/p' pyproject.toml | head -1)
+LLAMA_WHEELS ?= $(HOME)/.cache/hearth/llama-cpp-python-$(LLAMA_VERSION)-$(shell echo '$(LLAMA_CMAKE_ARGS) $(LLAMA_CPU_ARGS) $(CMAKE_ARGS)' | sha256sum | cut -c1-12)
 HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_ARGS ?=
 
 .PHONY: run test install install-train browser bench clean
 
-$(VENV)/.serve-installed: pyproject.toml
+$(VENV)/.serve-installed: pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PY) -m pip install --quiet -e '.[serve,dev]'
+	@if ! ls $(LLAMA_WHEELS)/llama_cpp_python-$(LLAMA_VERSION)-*.whl >/dev/null 2>&1; then \
+		echo "building llama-cpp-python $(LLAMA_VERSION) (compiles llama.cpp: minutes) into $(LLAMA_WHEELS)"; \
+		rm -rf $(LLAMA_WHEELS).part && \
+		CMAKE_ARGS="$(LLAMA_CMAKE_ARGS) $(LLAMA_CPU_ARGS) $(CMAKE_ARGS)" $(PY) -m pip wheel --quiet --no-deps \
+			--no-cache-dir --no-binary llama-cpp-python -w $(LLAMA_WHEELS).part llama-cpp-python==$(LLAMA_VERSION) && \
+		mv $(LLAMA_WHEELS).part $(LLAMA_WHEELS); \
+	fi
+	$(PY) -m pip install --quiet --force-reinstall --no-deps $(LLAMA_WHEELS)/llama_cpp_python-$(LLAMA_VERSION)-*.whl
+	$(PY) -m pip install --quiet --find-links $(LLAMA_WHEELS) -e '.[serve,dev]'
 	touch $@
 
 $(VENV)/.train-installed: $(VENV)/.serve-installed
-	$(PY) -m pip install --quiet -e '.[serve,dev,train]'
+	$(PY) -m pip install --quiet --find-links $(LLAMA_WHEELS) -e '.[serve,dev,train]'
 	touch $@
 
 install: $(VENV)/.serve-installed
@@ -49,7 +67,7 @@ browser:
 	fi
 
 $(VENV)/.bench-installed: $(VENV)/.serve-installed
-	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PY) -m pip install --quiet -e '.[serve,dev,bench]'
+	$(PY) -m pip install --quiet --find-links $(LLAMA_WHEELS) -e '.[serve,dev,bench]'
 	touch $@
 
 # Serving benchmarks (need a quiet machine: they refuse to report figures taken under load).

@@ -143,7 +143,7 @@ def run_peers(path: Path, args, guard: LoadGuard, count_tokens) -> tuple[list[di
     servers: dict[str, object] = {}
     raw = None
     try:
-        for name in args.peers:
+        for name in [*args.peers, *(f"hearth@{i}" for i in args.stream_intervals)]:
             if name == "example-server" and not args.example_server.exists():
                 print(f"\nexample-server: {args.example_server} not found; get it with `pip download --no-deps "
                       f"--no-binary :all: llama-cpp-python==0.3.36 -d /tmp/lcp` and untar (skipped)")
@@ -211,6 +211,9 @@ def _pool(rs: list[dict]) -> dict:
 
 
 def start_peer(name: str, path: Path, args):
+    if name.startswith("hearth@"):  # hearth@N: --stream-interval N, N tokens per SSE chunk
+        return start_hearth(str(path), n_threads=args.n_threads, n_ctx=args.n_ctx, n_slots=args.n_slots,
+                            extra=(*shlex.split(args.hearth_args), "--stream-interval", name.split("@")[1]))
     if name in ("hearth", "hearth-lean", "hearth-async"):
         return start_hearth(str(path), n_threads=args.n_threads, n_ctx=args.n_ctx, n_slots=args.n_slots,
                             extra=tuple(shlex.split(args.hearth_args)))
@@ -289,6 +292,8 @@ def main() -> int:
                          "examples follow the schema, so they are the uncached tail with the question and draft)")
     ap.add_argument("--sql-timeout", type=float, default=300, help="seconds to wait for one /v1/sql answer")
     ap.add_argument("--skip-ceiling", action="store_true")
+    ap.add_argument("--stream-intervals", type=int, nargs="*", default=[],
+                    help="also run Hearth with these --stream-interval values (peers hearth@N, official client)")
     ap.add_argument("--hearth-args", default="", help="extra `hearth serve` flags, e.g. \"--prefill-chunk 256\"")
     add_load_args(ap)
     args = ap.parse_args()
@@ -357,6 +362,9 @@ def main() -> int:
                  ("hearth", args.ceiling_seqs, "ceiling", 0.9), ("hearth-lean", args.ceiling_seqs, "ceiling", 0.9),
                  ("hearth", args.ceiling_seqs, "ceiling with prefill", 0.9),
                  ("hearth-lean", args.ceiling_seqs, "ceiling with prefill", 0.9)]
+        for i in args.stream_intervals:
+            goals += [(f"hearth@{i}", args.ceiling_seqs, "llama_cpp.server", 2.0), (f"hearth@{i}", 1, "llama_cpp.server", 1.2),
+                      (f"hearth@{i}", args.ceiling_seqs, "ceiling", 0.9)]
         for peer, c, base, goal in goals:
             h = by.get((peer, c))
             if base.startswith("ceiling"):

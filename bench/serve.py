@@ -11,6 +11,8 @@ Three modes, all loaded at once, each pass run alone; passes alternate between m
             on this 2-core box the client shares the cores with the decode threads, and the
             official client's per-chunk parsing is charged to the server; a client on another
             machine costs the server nothing. Both are printed; the goal line names which.
+  hearth@N  with `--stream-intervals N ...`: another `hearth serve --stream-interval N` (N tokens
+            per SSE chunk after the first), driven by the official client like `hearth`
 Every mode runs the same prompts (chat template applied the way Hearth applies it) with the same
 max_tokens, `--repeats` times. Decode tok/s = (tokens - 1) / (last token time - first token time).
 
@@ -80,6 +82,8 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=4)
     modes = ["raw", "generate", "hearth", "hearth-sse"]
     ap.add_argument("--modes", nargs="+", default=modes, choices=modes)
+    ap.add_argument("--stream-intervals", type=int, nargs="*", default=[],
+                    help="also serve with these --stream-interval values (modes hearth@N, official client)")
     ap.add_argument("--hearth-args", default="", help="extra `hearth serve` flags, e.g. \"--prefill-chunk 256\"")
     add_load_args(ap)
     args = ap.parse_args()
@@ -130,6 +134,16 @@ def main() -> int:
                 runners["hearth"] = hearth_run
             if "hearth-sse" in args.modes:
                 runners["hearth-sse"] = hearth_sse_run
+        for interval in args.stream_intervals:
+            grouped = start_hearth(str(path), n_threads=args.n_threads, n_ctx=args.n_ctx, n_slots=args.n_slots,
+                                   extra=(*shlex.split(args.hearth_args), "--stream-interval", str(interval)))
+            closers.append(grouped.stop)
+
+            def grouped_run(p, server=grouped, client=grouped.client()):
+                r = stream_chat(client, server.model, p, args.max_tokens)
+                return r.ttft, r.decode_tps, r.tokens, r.text
+
+            runners[f"hearth@{interval}"] = grouped_run
         results = run_interleaved(runners, prompts, args.repeats, guard)
     finally:
         for close in reversed(closers):
@@ -140,7 +154,7 @@ def main() -> int:
     print_table(["mode", "decode tok/s (median)", "TTFT ms (median)", "tokens/answer", "quiet machine"], rows,
                 title="Single stream")
     by = {r["name"]: r for r in results}
-    for mode in ("hearth", "hearth-sse"):
+    for mode in ("hearth", "hearth-sse", *(f"hearth@{i}" for i in args.stream_intervals)):
         if mode not in by:
             continue
         for base in ("raw", "generate"):
@@ -152,7 +166,9 @@ def main() -> int:
                       f"identical greedy text {same}/{len(prompts)}{flag}")
         if "raw" in by:
             goal = ratio(by[mode]["tps"], by["raw"]["tps"]) >= 0.95
-            client = "official openai client" if mode == "hearth" else "lean SSE client"
+            client = "lean SSE client" if mode == "hearth-sse" else "official openai client"
+            if "@" in mode:
+                client += f", --stream-interval {mode.split('@')[1]}"
             print(f"goal hearth decode >= 0.95x raw ({client}): {'met' if goal else 'NOT met'}")
     return guard.summary_exit()
 

@@ -60,8 +60,9 @@ def _as_pool(engine: Engine | ModelPool | Mapping[str, Engine]) -> ModelPool:
 
 def attach_pool(app: FastAPI, pool: ModelPool) -> None:
     state = app.state
-    state.chat = ChatService(pool, state.metrics)
-    state.completions = CompletionService(pool, state.metrics)
+    interval = state.settings.stream_interval
+    state.chat = ChatService(pool, state.metrics, interval)
+    state.completions = CompletionService(pool, state.metrics, interval)
     state.embeddings = EmbeddingService(pool)
     for name, engine in pool.items():
         state.metrics.model_load.labels(name).set(engine.load_seconds)

@@ -154,6 +154,11 @@ class ServerSettings(BaseSettings):
     )
     cors_origins: list[str] = Field(default_factory=list, description="Origins allowed by CORS.")
     log_level: str = Field("info", description="Logging level.")
+    stream_interval: int = Field(
+        1, ge=1, le=64,
+        description="Tokens per streamed chunk after the first (as vLLM's --stream-interval). 1 sends each "
+        "token as it comes; more cuts the per-chunk work of server and client on small CPU boxes.",
+    )
     models: list[ModelConfig] = Field(default_factory=lambda: [ModelConfig()], description="Model registry.")
     default_model: str | None = Field(None, description="Model used when a request names an unknown alias.")
     databases: list[DatabaseConfig] = Field(

@@ -29,6 +29,11 @@ readonly SERVICE_USER=hearth
 # EXTRA_CMAKE_ARGS rebuilds llama-cpp-python on every run that sets it; runs without it keep the
 # build that is installed.
 readonly LLAMA_CMAKE_ARGS="-DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_OPENSSL=OFF"
+# x86: leave llama.cpp's AMX kernels out (as the Makefile does): on an AMX Xeon VM they crashed
+# every multi-token decode; the AVX-512 kernels do the work instead.
+LLAMA_CPU_ARGS=""
+[[ "$(uname -m)" == x86_64 ]] && LLAMA_CPU_ARGS="-DCMAKE_C_FLAGS=-mno-amx-int8 -DCMAKE_CXX_FLAGS=-mno-amx-int8"
+readonly LLAMA_CPU_ARGS
 
 script_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 src_dir="$(cd "${script_dir}/../.." && pwd)"
@@ -105,7 +110,7 @@ if [[ -n "${EXTRA_CMAKE_ARGS:-}" ]]; then
   "${VENV}/bin/python" -m pip uninstall --quiet --yes llama-cpp-python || true
   no_cache=1
 fi
-CMAKE_ARGS="${LLAMA_CMAKE_ARGS} ${EXTRA_CMAKE_ARGS:-}" \
+CMAKE_ARGS="${LLAMA_CMAKE_ARGS} ${LLAMA_CPU_ARGS} ${EXTRA_CMAKE_ARGS:-}" \
   "${VENV}/bin/python" -m pip install --quiet ${no_cache:+--no-cache-dir} "${src_dir}[serve]"
 # Same version number, new code (an upgrade from a newer checkout): reinstall Hearth itself.
 "${VENV}/bin/python" -m pip install --quiet --no-deps --force-reinstall "${src_dir}"

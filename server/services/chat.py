@@ -32,16 +32,19 @@ from ..protocol.openai import (
     TopLogprobOut,
     Usage,
 )
-from .generation import SSE_DONE, TextChunkTemplate, grammar_for, new_id, run_to_end, sampling_params, sse, stream_events
+from .generation import (
+    SSE_DONE, TextChunkTemplate, grammar_for, new_id, run_to_end, sampling_params, sse, stream_events, token_groups,
+)
 from .models import ModelPool
 
 log = logging.getLogger("hearth.chat")
 
 
 class ChatService:
-    def __init__(self, pool: ModelPool, metrics: Metrics | None = None):
+    def __init__(self, pool: ModelPool, metrics: Metrics | None = None, stream_interval: int = 1):
         self.pool = pool
         self.metrics = metrics
+        self.stream_interval = stream_interval
 
     def prepare(self, req: ChatCompletionRequest) -> tuple[Engine, str, GenerationRequest, dict | None]:
         engine = self.pool.get(req.model)
@@ -107,16 +110,18 @@ class ChatService:
             id=request_id, model=engine.name, choices=[ChatChunkChoice(delta=ChatDelta(content=text))]))
         arguments = []
         try:
-            async with aclosing(stream_events(engine, gen, self.metrics, engine.name)) as events:
+            events = token_groups(stream_events(engine, gen, self.metrics, engine.name), self.stream_interval)
+            async with aclosing(events):
                 async for event in events:
-                    if isinstance(event, TokenEvent):
+                    if isinstance(event, list):
+                        text = "".join(token.text for token in event)
                         if tool is not None:
-                            arguments.append(event.text)
+                            arguments.append(text)
                             continue
                         if want_logprobs:
-                            yield chunk(ChatDelta(content=event.text), logprobs=_logprobs(engine, [event]))
+                            yield chunk(ChatDelta(content=text), logprobs=_logprobs(engine, event))
                         else:
-                            yield content_chunk(event.text)
+                            yield content_chunk(text)
                     else:
                         reason = event.finish_reason
                         if tool is not None:

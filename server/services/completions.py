@@ -10,14 +10,15 @@ from ..error_handlers import stream_error_event
 from ..errors import InvalidRequest, UnsupportedParameter
 from ..metrics import Metrics
 from ..protocol.openai import Completion, CompletionChoice, CompletionLogprobs, CompletionRequest, Usage
-from .generation import SSE_DONE, TextChunkTemplate, new_id, run_to_end, sampling_params, sse, stream_events
+from .generation import SSE_DONE, TextChunkTemplate, new_id, run_to_end, sampling_params, sse, stream_events, token_groups
 from .models import ModelPool
 
 
 class CompletionService:
-    def __init__(self, pool: ModelPool, metrics: Metrics | None = None):
+    def __init__(self, pool: ModelPool, metrics: Metrics | None = None, stream_interval: int = 1):
         self.pool = pool
         self.metrics = metrics
+        self.stream_interval = stream_interval
 
     def prepare(self, req: CompletionRequest) -> tuple[Engine, str, GenerationRequest, str]:
         if req.suffix:
@@ -73,13 +74,15 @@ class CompletionService:
         if echo_text:
             yield text_chunk(echo_text)
         try:
-            async with aclosing(stream_events(engine, gen, self.metrics, engine.name)) as events:
+            events = token_groups(stream_events(engine, gen, self.metrics, engine.name), self.stream_interval)
+            async with aclosing(events):
                 async for event in events:
-                    if isinstance(event, TokenEvent):
+                    if isinstance(event, list):
+                        text = "".join(token.text for token in event)
                         if logprobs is not None:
-                            yield chunk(event.text, lp=_logprobs(engine, [event], 0))
+                            yield chunk(text, lp=_logprobs(engine, event, 0))
                         else:
-                            yield text_chunk(event.text)
+                            yield text_chunk(text)
                     else:
                         yield chunk("", finish=event.finish_reason)
                         if include_usage:

@@ -112,6 +112,31 @@ async def stream_events(
             yield event
 
 
+async def token_groups(
+    events: AsyncIterator[TokenEvent | FinishEvent], interval: int
+) -> AsyncIterator[list[TokenEvent] | FinishEvent]:
+    """Groups a stream's tokens into SSE chunks: the first token alone (time to first token is
+    untouched), then `interval` tokens a chunk, and whatever is pending when the finish comes.
+    Each chunk costs the server a socket write and the client an SSE parse and a JSON decode
+    (0.3-0.8 ms a chunk with the official client on this 2-core box), work that competes with
+    the decode threads; `interval` > 1 divides it, for at most interval-1 tokens of delay."""
+    pending: list[TokenEvent] = []
+    first = True
+    async for event in events:
+        if isinstance(event, FinishEvent):
+            if pending:
+                yield pending
+            yield event
+            return
+        pending.append(event)
+        if first or len(pending) >= interval:
+            first = False
+            yield pending
+            pending = []
+    if pending:
+        yield pending
+
+
 async def run_to_end(engine: Engine, request: GenerationRequest, metrics: Metrics | None, model: str,
                      is_disconnected=None, timeout_s: float | None = None) -> GenerationResult:
     """Collects a whole generation. Stops early (and frees the slot) if the client went away, or
