@@ -32,7 +32,7 @@ VERBS: dict[str, tuple[str, str]] = {
 
 # ServerSettings fields that have flags (nested sections are set via YAML or HEARTH_X__Y env vars).
 SERVER_FLAGS = ("host", "port", "api_keys", "api_keys_file", "allow_unauthenticated_public", "cors_origins",
-                "log_level", "default_model")
+                "log_level", "default_model", "stream_interval")
 # ModelConfig fields: `--model` is the path and `--model-name` the name; the rest keep their names.
 MODEL_FLAG_NAMES = {"path": "model", "name": "model-name"}
 

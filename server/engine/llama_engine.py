@@ -101,12 +101,6 @@ class LlamaEngine:
             bos_token=self._model.token_get_text(self._model.token_bos()),
             eos_token=self._model.token_get_text(self._model.token_eos()),
         )
-        # Short prompts reuse cached prefixes of any length only where the kernels make that exact
-        # (server/engine/kernel_check.py): CPU builds, checked on this very model.
-        self.short_prompt_reuse = n_gpu_layers == 0 and self._short_cuts_exact()
-        if n_gpu_layers == 0 and not self.short_prompt_reuse:
-            log.warning("model %s: cut prompts do not decode bit-identically here; prefix reuse stays "
-                        "in whole %d-token blocks", name, prefill_chunk)
         self._scheduler = Scheduler(
             ctx=self._ctx,
             vocab=self._vocab,
@@ -118,8 +112,15 @@ class LlamaEngine:
             prefill_chunk=prefill_chunk,
             token_piece=self.token_bytes,
             token_text=lambda t: self.token_bytes(t).decode("utf-8", "replace"),
-            short_prompt_reuse=self.short_prompt_reuse,
         )
+        # Short prompts reuse cached prefixes of any length only where the kernels make that exact
+        # (server/engine/kernel_check.py): CPU builds, checked on this very model, on the engine
+        # thread like every decode (see scheduler.py on OpenMP teams).
+        self.short_prompt_reuse = n_gpu_layers == 0 and self._scheduler.call(self._short_cuts_exact)
+        self._scheduler.short_prompt_reuse = self.short_prompt_reuse
+        if n_gpu_layers == 0 and not self.short_prompt_reuse:
+            log.warning("model %s: cut prompts do not decode bit-identically here; prefix reuse stays "
+                        "in whole %d-token blocks", name, prefill_chunk)
         self._embed_ctx = None
         self._embed_lock = threading.Lock()
         self.load_seconds = time.perf_counter() - t0
@@ -186,7 +187,9 @@ class LlamaEngine:
     # -- embeddings -----------------------------------------------------------------------
 
     async def embed(self, texts: Sequence[str]) -> list[list[float]]:
-        return await asyncio.to_thread(self._embed_sync, list(texts))
+        # On the engine thread, between decode steps (scheduler.py: one decoding thread per process).
+        texts = list(texts)
+        return await asyncio.wrap_future(self._scheduler.submit_call(lambda: self._embed_sync(texts)))
 
     def _embed_sync(self, texts: list[str]) -> list[list[float]]:
         with self._embed_lock:

@@ -13,12 +13,19 @@ idle, or (for a busy slot) that slot's stream is copied to an idle slot with `ll
 and trimmed to the shared prefix. An idle slot is taken so that the running sequences stay on
 adjacent seq ids, least recently used first among those (server/engine/slots.py), so the cache is
 bounded by the slot count (n_ctx cells per slot).
+
+Every other llama_decode of the model (the load-time kernel check, embeddings) also runs on this
+thread, through `call`: with llama.cpp's OpenMP build, each thread that decodes keeps its own
+OpenMP worker team; once the teams' threads outnumber the cores, libgomp throttles its
+spin-waits, and single-stream decode fell from 50 to 20 tok/s on 2 cores after one decode on
+the main thread (measured on an AVX-512 Xeon VM).
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import concurrent.futures
 import logging
 import threading
 import time
@@ -102,11 +109,13 @@ class Scheduler:
         self._max_queue = max_queue
         self._block = min(prefill_chunk, n_batch)  # prefill block size, in tokens
         # Reuse short prompts' prefixes at any length (see CPU_FA_TILE_ROWS): CPU builds only.
-        self._short_reuse = short_prompt_reuse
+        # The engine may set it after its load-time check, before any request arrives.
+        self.short_prompt_reuse = short_prompt_reuse
         self._piece = token_piece
         self._token_text = token_text
         self.slots = [Slot(seq_id=i) for i in range(n_slots)]
         self._waiting: collections.deque[Job] = collections.deque()
+        self._calls: collections.deque[tuple[Callable, concurrent.futures.Future]] = collections.deque()
         self._cv = threading.Condition()
         self._running = True
         self._batch = llama_cpp.llama_batch_init(n_batch, 0, 1)
@@ -131,6 +140,22 @@ class Scheduler:
             self._waiting.append(job)
             self._cv.notify()
         return job
+
+    def submit_call(self, fn: Callable[[], object]) -> concurrent.futures.Future:
+        """Runs `fn()` on the engine thread between two steps; the future holds its result."""
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        with self._cv:
+            if not self._running:
+                raise EngineFailure("the engine is shutting down")
+            self._calls.append((fn, future))
+            self._cv.notify()
+        return future
+
+    def call(self, fn: Callable[[], object]):
+        """`fn()` run on the engine thread (see the module's note on OpenMP teams), blocking."""
+        if threading.current_thread() is self._thread:
+            return fn()
+        return self.submit_call(fn).result()
 
     def cancel(self, job: Job) -> None:
         with self._cv:
@@ -159,11 +184,19 @@ class Scheduler:
     def _run(self) -> None:
         while True:
             with self._cv:
-                while self._running and not self._waiting and not any(s.job for s in self.slots):
+                while self._running and not self._waiting and not self._calls and not any(s.job for s in self.slots):
                     self._cv.wait()
                 if not self._running:
                     break
+                calls = list(self._calls)
+                self._calls.clear()
                 self._admit()
+            for fn, future in calls:
+                if future.set_running_or_notify_cancel():
+                    try:
+                        future.set_result(fn())
+                    except BaseException as exc:  # the caller gets it, the engine keeps serving
+                        future.set_exception(exc)
             try:
                 self._reap_cancelled()
                 if any(s.job for s in self.slots):
@@ -179,6 +212,11 @@ class Scheduler:
             if slot.job is not None:
                 slot.job.emit(EngineFailure("the engine is shutting down"))
                 self._release(slot, keep_cache=False)
+        with self._cv:
+            calls, self._calls = list(self._calls), collections.deque()
+        for _, future in calls:
+            if future.set_running_or_notify_cancel():
+                future.set_exception(EngineFailure("the engine is shutting down"))
         self._outbox.flush()
 
     def _admit(self) -> None:
@@ -211,7 +249,7 @@ class Scheduler:
         # to multiples of `block`, and a cache hit restarts at a block boundary: the tail is then
         # computed in exactly the chunks a miss would use, and hits give the same output as misses.
         # Short prompts on a CPU build are the exception (CPU_FA_TILE_ROWS): any length is reused.
-        short = self._short_reuse and len(prompt) < CPU_FA_TILE_ROWS
+        short = self.short_prompt_reuse and len(prompt) < CPU_FA_TILE_ROWS
         if not (short and best is not None and best.short):
             best_len -= best_len % self._block
         self.prefix_lookups += 1

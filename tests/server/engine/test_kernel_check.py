@@ -11,14 +11,17 @@ def test_short_prompts_cut_anywhere_decode_identically_here(embedded_engine):
     from server.engine.kernel_check import short_prompt_cuts_are_exact
 
     assert embedded_engine.short_prompt_reuse  # a CPU build where the check passed
-    assert embedded_engine._scheduler._short_reuse
+    assert embedded_engine._scheduler.short_prompt_reuse
     tokens = embedded_engine.tokenize(embedded_engine.render_chat([{"role": "user", "content": "Who wrote Hamlet?"}]))
-    with embedded_engine._scheduler._cv:  # nothing runs while the check uses a slot's KV stream
+
+    def check() -> bool:  # on the engine thread, between steps: nothing else uses the context
         assert embedded_engine.stats().slots_in_use == 0
         try:
-            assert short_prompt_cuts_are_exact(embedded_engine._ctx, embedded_engine.n_vocab, tokens, seq_id=3)
+            return short_prompt_cuts_are_exact(embedded_engine._ctx, embedded_engine.n_vocab, tokens, seq_id=3)
         finally:
             embedded_engine._scheduler.slots[3].cached = []  # the check emptied that stream
+
+    assert embedded_engine._scheduler.call(check)
 
 
 def test_a_failed_check_keeps_reuse_to_whole_blocks(monkeypatch):
@@ -29,6 +32,6 @@ def test_a_failed_check_keeps_reuse_to_whole_blocks(monkeypatch):
     engine = llama_engine.LlamaEngine("check", embedded_model_path(), n_ctx=256, n_slots=1, n_threads=2)
     try:
         assert not engine.short_prompt_reuse
-        assert not engine._scheduler._short_reuse
+        assert not engine._scheduler.short_prompt_reuse
     finally:
         engine.close()
