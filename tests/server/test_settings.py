@@ -55,9 +55,9 @@ def test_cli_flags_are_generated_from_fields(tmp_path, monkeypatch):
 
     parser = argparse.ArgumentParser()
     add_arguments(parser)
-    args = parser.parse_args(["--port", "9001", "--n-slots", "2", "--api-keys", "a", "b"])
+    args = parser.parse_args(["--port", "9001", "--n-slots", "2", "--api-keys", "a", "b", "--stream-interval", "3"])
     s = build_settings(args)
-    assert s.port == 9001 and s.api_keys == ["a", "b"]
+    assert s.port == 9001 and s.api_keys == ["a", "b"] and s.stream_interval == 3
     # The model flag overrides one field of the YAML's first model and keeps the others.
     assert (s.models[0].name, s.models[0].n_ctx, s.models[0].n_slots) == ("a", 4096, 2)
     assert "Concurrent sequences batched together." in parser.format_help()

@@ -47,6 +47,17 @@ def test_first_token_alone_then_interval_sized_groups(n, interval, sizes):
     assert [t for g in groups for t in g] == [f"t{i}" for i in range(n)]
 
 
+def test_tokens_without_text_wait_for_the_first_token_with_text():
+    async def events():
+        for text in ["", "", "Hello", " a", " b", " c"]:
+            yield TokenEvent(text=text, token_ids=(0,))
+
+    async def collect():
+        return [[t.text for t in g] async for g in token_groups(events(), 3)]
+
+    assert asyncio.run(collect()) == [["", "", "Hello"], [" a", " b", " c"]]
+
+
 def test_a_stream_that_ends_without_finish_still_flushes():
     assert [len(g) for g in _grouped(6, 4, finish=False)] == [1, 4, 1]
 
