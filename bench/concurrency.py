@@ -75,7 +75,8 @@ def raw_decode(path: Path, args, guard: LoadGuard, label: str) -> dict:
             "reliable": r1.reliable and rn.reliable}
 
 
-def drive(server, concurrency: int, args, guard: LoadGuard, count_tokens, *, client_kind: str = "threads") -> dict:
+def drive(server, concurrency: int, args, guard: LoadGuard, count_tokens, *, client_kind: str = "threads",
+          name: str | None = None) -> dict:
     """`concurrency` workers, each sending `--rounds` streaming requests back to back, through the
     official openai client: one thread per worker ("threads"), or openai.AsyncOpenAI with every
     worker in one event loop ("async"); or through the lean SSE client ("lean"). Besides the rates
@@ -105,7 +106,7 @@ def drive(server, concurrency: int, args, guard: LoadGuard, count_tokens, *, cli
         finally:
             await aclient.close()
 
-    label = server.name + {"threads": "", "async": "-async", "lean": "-lean"}[client_kind]
+    label = name or server.name + {"threads": "", "async": "-async", "lean": "-lean"}[client_kind]
     try:
         with guard.measure(f"{label} c={concurrency}") as rec:
             cpu_client0, cpu_server0 = time.process_time(), server.cpu_seconds()
@@ -178,7 +179,7 @@ def run_peers(path: Path, args, guard: LoadGuard, count_tokens) -> tuple[list[di
                     idle = {n: s.cpu_seconds() for n, s in servers.items() if s is not servers[mode]}
                     t0 = time.perf_counter()
                     kind = {"hearth-lean": "lean", "hearth-async": "async"}.get(mode, args.official_client)
-                    r = drive(servers[mode], c, args, guard, count_tokens, client_kind=kind)
+                    r = drive(servers[mode], c, args, guard, count_tokens, client_kind=kind, name=mode)
                     busy = [n for n, v in idle.items()
                             if servers[n].cpu_seconds() - v > 0.05 * (time.perf_counter() - t0)]
                     if busy:  # an idle peer that burns CPU would make every figure noise
