@@ -39,6 +39,9 @@ class GenerationRequest:
     prompt_tokens: tuple[int, ...]
     params: SamplingParams
     request_id: str = ""
+    # Tokens of the prompt that later requests are expected to share (a system prompt, a database
+    # schema): the engine cuts its prefill chunks there so the whole prefix can be reused exactly.
+    prefix_boundary: int | None = None
 
 
 @dataclass(frozen=True)

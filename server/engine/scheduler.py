@@ -37,7 +37,9 @@ import llama_cpp
 from ..errors import EngineFailure, HearthError, Overloaded
 from .base import FinishEvent, GenerationRequest, TokenEvent, TopLogprob
 from .sampling import SamplerChain, logprobs_at
-from .slots import CPU_FA_TILE_ROWS, MIN_REUSE_TOKENS, Slot, common_prefix, compact_choices
+from .slots import (
+    CPU_FA_TILE_ROWS, MIN_REUSE_TOKENS, Slot, chunk_end, common_prefix, compact_choices, reusable_length,
+)
 from .text import IncrementalText
 
 log = logging.getLogger("hearth.engine")
@@ -244,14 +246,18 @@ class Scheduler:
             n = common_prefix(slot.cached, prompt, limit)
             if n > best_len:
                 best, best_len = slot, n
-        # Reuse whole prefill blocks only. A token's KV values depend (in the last bits) on the
-        # shape of the chunk it was computed in, so prompts are always prefilled in blocks aligned
-        # to multiples of `block`, and a cache hit restarts at a block boundary: the tail is then
-        # computed in exactly the chunks a miss would use, and hits give the same output as misses.
+        # Reuse up to a chunk end only. A token's KV values depend (in the last bits) on the shape
+        # of the chunk it was computed in, so prompts are prefilled in blocks aligned to multiples
+        # of `block` (or ending at the request's prefix boundary, slots.chunk_end), and a hit
+        # restarts at a chunk end the cache shares: the tail is then computed in exactly the chunks
+        # a miss would use, and hits give the same output as misses (slots.reusable_length).
         # Short prompts on a CPU build are the exception (CPU_FA_TILE_ROWS): any length is reused.
         short = self.short_prompt_reuse and len(prompt) < CPU_FA_TILE_ROWS
-        if not (short and best is not None and best.short):
-            best_len -= best_len % self._block
+        boundary = job.request.prefix_boundary
+        if boundary is not None and not 0 < boundary < len(prompt):
+            boundary = None
+        if best is not None and not (short and best.short):
+            best_len = reusable_length(best_len, boundary, best.boundary, self._block)
         self.prefix_lookups += 1
         # Keep the running sequences on a compact run of seq ids. With one KV stream per slot,
         # llama.cpp puts only consecutive seq ids in one ubatch (split_equal, sequential) and views
@@ -285,6 +291,7 @@ class Scheduler:
             self.reused_tokens += reused
         target.cached = prompt[:reused]
         target.short = short
+        target.boundary = boundary
         target.pending = prompt[reused:]
         target.job = job
         target.reused = reused
@@ -328,7 +335,8 @@ class Scheduler:
         decoding = any(s.batch_index >= 0 for s in active)
         chunk_cap = self._block if decoding else self._n_batch
         for slot in sorted((s for s in active if s.pending), key=lambda s: s.job.enqueued_at):
-            take = min(len(slot.pending), self._block - len(slot.cached) % self._block)
+            pos = len(slot.cached)
+            take = min(len(slot.pending), chunk_end(pos, slot.boundary, self._block) - pos)
             if take > min(budget, chunk_cap) and batch.n_tokens > 0:
                 continue
             piece, slot.pending = slot.pending[:take], slot.pending[take:]

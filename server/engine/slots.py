@@ -44,6 +44,7 @@ class Slot:
     first_token_at: float | None = None
     batch_index: int = -1
     short: bool = False  # every cached cell came from a prompt shorter than CPU_FA_TILE_ROWS (or decoding)
+    boundary: int | None = None  # the prefix boundary its cells were prefilled with (chunk_end)
 
 
 def compact_choices(slots: list[Slot], idle: list[Slot]) -> list[Slot]:
@@ -63,3 +64,34 @@ def common_prefix(a: list[int], b: list[int], limit: int) -> int:
     while i < n and a[i] == b[i]:
         i += 1
     return i
+
+
+# -- prefill chunks and exact reuse -------------------------------------------------------------
+# A token's KV cells depend, in the last bits, on the chunk it was computed in, so a cache hit
+# gives exactly a miss's output only when the reused cells and the tail are cut into the chunks a
+# miss would use. Prompts are prefilled in blocks aligned to multiples of `block` from position 0;
+# a request that names a prefix boundary (the end of a shared system prompt or database schema,
+# GenerationRequest.prefix_boundary) has its blocks end there and restart from it, so the whole
+# shared prefix, not just its whole blocks, can be reused by the next request with that boundary.
+
+
+def chunk_end(pos: int, boundary: int | None, block: int) -> int:
+    """Where the prefill chunk that starts at `pos` ends (exclusive), at the latest."""
+    if boundary is not None and pos < boundary:
+        return min((pos // block + 1) * block, boundary)
+    if boundary is not None:
+        return boundary + ((pos - boundary) // block + 1) * block
+    return (pos // block + 1) * block
+
+
+def reusable_length(match: int, boundary: int | None, cached_boundary: int | None, block: int) -> int:
+    """How much of a `match`-token cached prefix a request may reuse and stay bit-identical to a
+    miss: up to a chunk end of its own, computed with the same chunk ends as the cache. With equal
+    boundaries that is the last chunk end at or before `match`; otherwise only the whole blocks
+    below both boundaries are cut alike."""
+    if boundary == cached_boundary:
+        if boundary is not None and match >= boundary:
+            return boundary + (match - boundary) // block * block
+        return match // block * block
+    limit = min(b for b in (match, boundary, cached_boundary) if b is not None)
+    return limit // block * block

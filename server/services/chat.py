@@ -33,7 +33,8 @@ from ..protocol.openai import (
     Usage,
 )
 from .generation import (
-    SSE_DONE, TextChunkTemplate, grammar_for, new_id, run_to_end, sampling_params, sse, stream_events, token_groups,
+    SSE_DONE, TextChunkTemplate, chat_prefix_text, grammar_for, new_id, prefix_boundary, run_to_end, sampling_params, sse,
+    stream_events, token_groups,
 )
 from .models import ModelPool
 
@@ -68,7 +69,8 @@ class ChatService:
             grammar=grammar_for(response_format),
         )
         request_id = new_id("chatcmpl")
-        return engine, request_id, GenerationRequest(tuple(tokens), params, request_id), tool
+        boundary = prefix_boundary(engine, prompt, tokens, chat_prefix_text(engine, messages))
+        return engine, request_id, GenerationRequest(tuple(tokens), params, request_id, boundary), tool
 
     async def complete(self, req: ChatCompletionRequest, is_disconnected=None) -> ChatCompletion:
         engine, request_id, gen, tool = self.prepare(req)

@@ -184,6 +184,39 @@ async def run_to_end(engine: Engine, request: GenerationRequest, metrics: Metric
     return result
 
 
+def prefix_boundary(engine: Engine, prompt_text: str, tokens: list[int], prefix_text: str) -> int | None:
+    """How many of `tokens` (the tokenized `prompt_text`) spell `prefix_text`, the part later
+    requests share (GenerationRequest.prefix_boundary); None when the prompt does not start with
+    it or the tokenizer merges across it. Trailing whitespace often merges with what follows
+    ("\n\n" + "Question" → "\n" + "\nQuestion"), so the cut falls before it when it must."""
+    for text in dict.fromkeys((prefix_text, prefix_text.rstrip())):
+        if not text or not prompt_text.startswith(text):
+            continue
+        head = engine.tokenize(text, add_special=False, parse_special=True)
+        n = len(head)
+        if 0 < n < len(tokens) and list(tokens[:n]) == head:
+            return n
+    return None
+
+
+_TURN_SENTINEL = "@@hearth-first-turn@@"
+
+
+def chat_prefix_text(engine: Engine, messages: list[dict]) -> str:
+    """The rendered prompt up to the first user turn's content: the leading system messages (or the
+    template's default system prompt) and the user turn's header, which every conversation with
+    that system prompt shares."""
+    lead = []
+    for message in messages:
+        if message.get("role") != "system":
+            break
+        lead.append(message)
+    if len(lead) == len(messages) or messages[len(lead)].get("role") != "user":
+        return ""
+    rendered = engine.render_chat([*lead, {"role": "user", "content": _TURN_SENTINEL}], add_generation_prompt=False)
+    return rendered[: max(rendered.find(_TURN_SENTINEL), 0)]
+
+
 def sse(payload) -> str:
     data = payload if isinstance(payload, str) else payload.model_dump_json(exclude_none=False)
     return f"data: {data}\n\n"

@@ -46,7 +46,7 @@ from ..sql.retrieval import load_examples, prune_tables
 from ..sql.sample.paths import ensure_sample_database
 from ..sql.schema import DatabaseSchema
 from ..sql.validate import ValidationReport, validate_sql
-from .generation import new_id, run_to_end
+from .generation import new_id, prefix_boundary, run_to_end
 from .models import ModelPool
 
 log = logging.getLogger("hearth.sql")
@@ -153,6 +153,7 @@ class SqlService:
         shots = pairs.index.nearest(req.question, self.options.few_shot_k) if pairs else []
         draft = pairs.answer(req.question).sql if pairs and self.options.draft else None
         messages = sql_messages(schema, req.question, dialect=dialect, tables=tables, examples=shots, draft=draft)
+        shared = _schema_prefix_text(engine, schema, dialect, tables)
         grammar = sql_grammar(schema, tables, dialect=dialect) if constrained else None
 
         timings, usage, attempts = Timings(), _Usage(), []
@@ -167,7 +168,7 @@ class SqlService:
                 status = "timeout"
                 break
             raw, timed_out = await self._complete(engine, messages, grammar, req.max_tokens, usage,
-                                                  is_disconnected, budget_s)
+                                                  is_disconnected, budget_s, shared)
             timings.generation_ms += _ms(t0)
             if timed_out:
                 attempts.append(Attempt(number=number, raw=raw, sql=None, stage="timeout",
@@ -223,8 +224,9 @@ class SqlService:
         )
 
     async def _complete(self, engine, messages: list[dict], grammar: str | None, max_tokens: int | None,
-                        usage: _Usage, is_disconnected, timeout_s: float) -> tuple[str, bool]:
-        """The model's reply to `messages`, and whether the deadline cut it short."""
+                        usage: _Usage, is_disconnected, timeout_s: float, shared: str = "") -> tuple[str, bool]:
+        """The model's reply to `messages`, and whether the deadline cut it short. `shared` is the
+        prompt text every question on this schema starts with (the prefix cache's boundary)."""
         prompt = engine.render_chat(messages, add_generation_prompt=True)
         tokens = engine.tokenize(prompt, add_special=False, parse_special=True)
         room = engine.n_ctx - len(tokens)
@@ -235,7 +237,8 @@ class SqlService:
         # Greedy: a query is right or wrong, and the same question should give the same SQL.
         params = SamplingParams(max_tokens=min(max_tokens or self.options.max_new_tokens, room), temperature=0.0,
                                 stop=("\n\n", ";", "```"), grammar=grammar)
-        request = GenerationRequest(tuple(tokens), params, new_id("sqlgen"))
+        request = GenerationRequest(tuple(tokens), params, new_id("sqlgen"),
+                                    prefix_boundary(engine, prompt, tokens, shared))
         out = await run_to_end(engine, request, self.metrics, engine.name, is_disconnected, timeout_s)
         if out.finish is not None:
             usage.prompt += out.finish.prompt_tokens
@@ -286,3 +289,14 @@ def _info(database: Database, schema: DatabaseSchema) -> DatabaseInfo:
             sample_values={k: list(v) for k, v in t.sample_values.items()},
         ) for t in schema.tables],
     )
+
+
+_QUESTION_SENTINEL = "@@hearth-question@@"
+
+
+def _schema_prefix_text(engine, schema: DatabaseSchema, dialect: str, tables) -> str:
+    """The rendered prompt up to the first "Question: ": the instructions and the schema, which
+    every question on this database (and table selection) shares."""
+    probe = sql_messages(schema, _QUESTION_SENTINEL, dialect=dialect, tables=tables)
+    rendered = engine.render_chat(probe, add_generation_prompt=False)
+    return rendered[: max(rendered.find("Question: " + _QUESTION_SENTINEL), 0)]

@@ -136,6 +136,38 @@ def test_prefix_cache_hit_returns_the_same_output_as_a_miss(embedded_engine):
     assert embedded_engine.stats().prefix_cache_hits >= before + 2
 
 
+def test_a_prefix_boundary_is_reused_whole_with_the_same_output_as_a_miss(embedded_engine):
+    from server.services.generation import chat_prefix_text, prefix_boundary
+
+    system = "You answer questions about the Hearth appliance's warehouse, its stock and its deliveries. " * 12
+
+    def req(q):
+        msgs = [{"role": "system", "content": system}, {"role": "user", "content": q}]
+        prompt = embedded_engine.render_chat(msgs)
+        tokens = embedded_engine.tokenize(prompt)
+        boundary = prefix_boundary(embedded_engine, prompt, tokens, chat_prefix_text(embedded_engine, msgs))
+        return GenerationRequest(tuple(tokens), SamplingParams(max_tokens=24, temperature=0), prefix_boundary=boundary)
+
+    first, second = req("Is the warehouse open on Sundays?"), req("How many pallets fit on a truck?")
+    boundary = second.prefix_boundary
+    assert boundary is not None and boundary % 128 != 0 and boundary > 128
+    assert first.prompt_tokens[:boundary] == second.prompt_tokens[:boundary]
+    scheduler = embedded_engine._scheduler
+
+    async def go():
+        await collect(embedded_engine, first)
+        hit, hit_finish = await collect(embedded_engine, second)
+        await wait_idle(embedded_engine)
+        scheduler.call(scheduler._evict_idle)  # every cache dropped: the next run is a miss
+        miss, miss_finish = await collect(embedded_engine, second)
+        return hit, hit_finish, miss, miss_finish
+
+    hit, hit_finish, miss, miss_finish = asyncio.run(go())
+    assert hit_finish.cached_tokens == boundary  # all of the shared prefix, not its whole blocks
+    assert miss_finish.cached_tokens == 0
+    assert hit == miss
+
+
 def test_grammar_constrains_output(embedded_engine):
     # The model's first choice ("Sure, ...") breaks the grammar: the sampler must resample.
     schema = {"type": "object", "properties": {"name": {"type": "string", "maxLength": 20},

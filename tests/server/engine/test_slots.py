@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from server.engine.slots import Slot, common_prefix, compact_choices
+from server.engine.slots import Slot, chunk_end, common_prefix, compact_choices, reusable_length
 
 
 @pytest.mark.parametrize("busy, idle, expected", [
@@ -31,3 +31,29 @@ def test_compact_choices_table(busy, idle, expected):
 ])
 def test_common_prefix_table(a, b, limit, expected):
     assert common_prefix(a, b, limit) == expected
+
+
+@pytest.mark.parametrize("pos, boundary, expected", [
+    (0, None, 128), (100, None, 128), (128, None, 256),
+    (0, 300, 128), (256, 300, 300),  # the last block before the boundary ends at it
+    (300, 300, 428), (428, 300, 556),  # and blocks restart from it
+    (0, 100, 100), (100, 100, 228),
+    (0, 128, 128), (128, 128, 256),  # a boundary on a block edge changes nothing
+])
+def test_chunk_end_table(pos, boundary, expected):
+    assert chunk_end(pos, boundary, 128) == expected
+
+
+@pytest.mark.parametrize("match, boundary, cached, expected", [
+    (1313, None, None, 1280),  # no boundary: whole blocks
+    (1313, 1250, 1250, 1250),  # the shared prefix, all of it
+    (1249, 1250, 1250, 1152),  # short of the boundary: whole blocks
+    (1400, 1250, 1250, 1378),  # past it: blocks counted from it
+    (1313, 1250, None, 1152),  # cut differently: only blocks below both
+    (1313, None, 1250, 1152),
+    (1313, 1250, 1300, 1152),
+    (1313, 200, 328, 128),  # 328 ends a chunk in both, but 200 and 256 split them differently
+    (90, 1250, 1250, 0),
+])
+def test_reusable_length_table(match, boundary, cached, expected):
+    assert reusable_length(match, boundary, cached, 128) == expected
