@@ -29,13 +29,13 @@ import concurrent.futures
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
 from typing import Callable
 
 import llama_cpp
 
 from ..errors import EngineFailure, HearthError, Overloaded
 from .base import FinishEvent, GenerationRequest, TokenEvent, TopLogprob
+from .jobs import Job, Outbox
 from .sampling import SamplerChain, logprobs_at
 from .slots import (
     CPU_FA_TILE_ROWS, MIN_REUSE_TOKENS, Slot, chunk_end, common_prefix, compact_choices, reusable_length,
@@ -43,47 +43,6 @@ from .slots import (
 from .text import IncrementalText
 
 log = logging.getLogger("hearth.engine")
-
-
-@dataclass
-class Job:
-    request: GenerationRequest
-    loop: asyncio.AbstractEventLoop
-    queue: asyncio.Queue
-    outbox: "Outbox"
-    enqueued_at: float = field(default_factory=time.perf_counter)
-    cancelled: bool = False
-
-    def emit(self, event) -> None:
-        self.outbox.append((self, event))
-
-
-class Outbox(list):
-    """Events of one scheduler step, delivered to the event loop(s) in one wake-up per step.
-
-    One `call_soon_threadsafe` per token meant one self-pipe write and one event-loop wake-up per
-    token per stream: with 8 streams, 8 wake-ups per ~50 ms step, each taking CPU from the decode
-    threads on a 2-core box. Flushing once per step hands over the whole step's tokens at once.
-    """
-
-    def flush(self) -> None:
-        if not self:
-            return
-        by_loop: dict[asyncio.AbstractEventLoop, list] = {}
-        for job, event in self:
-            by_loop.setdefault(job.loop, []).append((job, event))
-        self.clear()
-        for loop, items in by_loop.items():
-            try:
-                loop.call_soon_threadsafe(_deliver, items)
-            except RuntimeError:  # the consumer's event loop is gone: nobody is listening
-                for job, _ in items:
-                    job.cancelled = True
-
-
-def _deliver(items: list) -> None:
-    for job, event in items:
-        job.queue.put_nowait(event)
 
 
 class Scheduler:

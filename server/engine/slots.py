@@ -14,7 +14,7 @@ from .sampling import SamplerChain
 from .text import IncrementalText
 
 if TYPE_CHECKING:
-    from .scheduler import Job
+    from .jobs import Job
 
 # A cached prefix shorter than this is not worth a seq_cp (cells are cheap to recompute).
 MIN_REUSE_TOKENS = 8
