@@ -1,6 +1,12 @@
 """Probes of llama.cpp behaviour that the scheduler's rules rest on (raw low-level API, no HTTP).
 Rerun them after upgrading llama-cpp-python or on new hardware:
 
+  threads   single-stream greedy tok/s on a new thread, then on the main thread, then on a new
+            thread again: with llama.cpp's OpenMP build every decoding thread keeps its own
+            team, and once two teams outnumber the cores libgomp throttles its spin-waits (on
+            a 2-core Xeon VM: 48-51 tok/s, then 20.6 on a thread after one main-thread decode).
+            The reason every decode of a served model runs on its engine thread (Scheduler.call).
+            Runs first, before any other probe has decoded on the main thread.
   seq-ids   greedy decode tok/s of 4 sequences on adjacent seq ids against scattered ones (per-
             sequence KV streams: llama.cpp batches only consecutive ids in one ubatch), the
             reason server/engine/slots.py keeps running sequences on adjacent slots
@@ -8,7 +14,7 @@ Rerun them after upgrading llama-cpp-python or on new hardware:
   split     whether cutting a prompt into two chunks changes its last logits, for prompts of
             30-100 tokens and cuts anywhere: the basis of CPU_FA_TILE_ROWS (server/engine/slots.py)
 
-    .venv/bin/python -m bench.probes                 # all three (about a minute)
+    .venv/bin/python -m bench.probes                 # all four (about a minute)
     .venv/bin/python -m bench.probes --only split
 """
 
@@ -16,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import threading
 import time
 
 import llama_cpp
@@ -26,6 +33,21 @@ from bench.raw import RawModel
 from server.engine.kernel_check import cut_logits
 from server.engine.slots import CPU_FA_TILE_ROWS
 from server.settings import EMBEDDED_MODEL, resolve_model_path
+
+
+def probe_threads(m: RawModel, prompt: list[int]) -> None:
+    def rate() -> float:
+        return m.greedy(prompt, 64).decode_tps
+
+    def on_new_thread() -> float:
+        out: list[float] = []
+        worker = threading.Thread(target=lambda: out.append(rate()))
+        worker.start()
+        worker.join()
+        return out[0]
+
+    for label, run in (("new thread", on_new_thread), ("main thread", rate), ("new thread after main", on_new_thread)):
+        print(f"  {label}: {', '.join(f'{run():.1f}' for _ in range(2))} tok/s", flush=True)
 
 
 def probe_seq_ids(m: RawModel, prompts: list[list[int]]) -> None:
@@ -73,11 +95,14 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=EMBEDDED_MODEL)
     ap.add_argument("--n-threads", type=int, default=2)
-    ap.add_argument("--only", choices=["seq-ids", "prefill", "split"])
+    ap.add_argument("--only", choices=["threads", "seq-ids", "prefill", "split"])
     args = ap.parse_args()
     m = RawModel(resolve_model_path(args.model), n_threads=args.n_threads, n_ctx=2048, n_seqs=8)
     try:
         prompts = [m.chat_tokens(PROMPTS[i % len(PROMPTS)]) for i in range(8)]
+        if args.only in (None, "threads"):
+            print("decoding thread (1 sequence, 64 greedy steps, twice each):")
+            probe_threads(m, prompts[0])
         if args.only in (None, "seq-ids"):
             print("seq ids (4 sequences, 64 greedy steps, twice):")
             probe_seq_ids(m, prompts)
