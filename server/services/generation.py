@@ -199,7 +199,14 @@ def prefix_boundary(engine: Engine, prompt_text: str, tokens: list[int], prefix_
     return None
 
 
-_TURN_SENTINEL = "@@hearth-first-turn@@"
+PROMPT_SENTINEL = "@@hearth-rest-of-prompt@@"
+
+
+def rendered_before(engine: Engine, messages: list[dict], marker: str) -> str:
+    """`messages` rendered by the chat template (no generation prompt), up to `marker`: the prompt
+    text that any request whose messages match these up to the marker starts with."""
+    rendered = engine.render_chat(messages, add_generation_prompt=False)
+    return rendered[: max(rendered.find(marker), 0)]
 
 
 def chat_prefix_text(engine: Engine, messages: list[dict]) -> str:
@@ -213,8 +220,7 @@ def chat_prefix_text(engine: Engine, messages: list[dict]) -> str:
         lead.append(message)
     if len(lead) == len(messages) or messages[len(lead)].get("role") != "user":
         return ""
-    rendered = engine.render_chat([*lead, {"role": "user", "content": _TURN_SENTINEL}], add_generation_prompt=False)
-    return rendered[: max(rendered.find(_TURN_SENTINEL), 0)]
+    return rendered_before(engine, [*lead, {"role": "user", "content": PROMPT_SENTINEL}], PROMPT_SENTINEL)
 
 
 def sse(payload) -> str:

@@ -46,7 +46,7 @@ from ..sql.retrieval import load_examples, prune_tables
 from ..sql.sample.paths import ensure_sample_database
 from ..sql.schema import DatabaseSchema
 from ..sql.validate import ValidationReport, validate_sql
-from .generation import new_id, prefix_boundary, run_to_end
+from .generation import PROMPT_SENTINEL, new_id, prefix_boundary, rendered_before, run_to_end
 from .models import ModelPool
 
 log = logging.getLogger("hearth.sql")
@@ -291,12 +291,8 @@ def _info(database: Database, schema: DatabaseSchema) -> DatabaseInfo:
     )
 
 
-_QUESTION_SENTINEL = "@@hearth-question@@"
-
-
 def _schema_prefix_text(engine, schema: DatabaseSchema, dialect: str, tables) -> str:
     """The rendered prompt up to the first "Question: ": the instructions and the schema, which
     every question on this database (and table selection) shares."""
-    probe = sql_messages(schema, _QUESTION_SENTINEL, dialect=dialect, tables=tables)
-    rendered = engine.render_chat(probe, add_generation_prompt=False)
-    return rendered[: max(rendered.find("Question: " + _QUESTION_SENTINEL), 0)]
+    probe = sql_messages(schema, PROMPT_SENTINEL, dialect=dialect, tables=tables)
+    return rendered_before(engine, probe, "Question: " + PROMPT_SENTINEL)
