@@ -111,6 +111,12 @@ class SqlSettings(BaseModel):
         "question's literal values filled in (the template baseline's answer). Must match the recipe the "
         "model was trained with.",
     )
+    drafts: int = Field(
+        1, ge=1, le=5, description="With sql.draft, how many candidate drafts to show: the nearest example pairs "
+        "of this many different SQL shapes, nearest first, each with the question's values filled in. More than "
+        "one lets the model take the second when the nearest pair is the wrong kind of query. Must match the "
+        "recipe the model was trained with.",
+    )
     max_prompt_tables: int = Field(12, ge=1, description="Prune the schema to this many tables.")
     default_database: str | None = Field(None, description="Database used when a request names none.")
 

@@ -38,7 +38,7 @@ def load_source(src: Source, recipe: Recipe) -> list[dict]:
         from .sql import sql_samples
 
         return sql_samples(src.path, source=src.name, few_shot_k=src.few_shot_k, schema_source=src.schema_source,
-                           examples_path=src.examples_path, draft=src.draft,
+                           examples_path=src.examples_path, draft=src.draft, drafts=src.drafts,
                            other_shape_fraction=src.other_shape_fraction, seed=recipe.data.seed)
     if src.kind == "replay":
         from .model import resolve_base

@@ -44,13 +44,14 @@ def load_database(database: str, source: str = "live", dialect: str = "sqlite"):
 
 def sql_samples(path: str | Path, *, source: str = "sql", few_shot_k: int = 0, schema_source: str = "live",
                 max_prompt_tables: int = 12, examples_path: str | Path | None = None,
-                splits: tuple[str, ...] = ("train",), draft: bool = True,
+                splits: tuple[str, ...] = ("train",), draft: bool = True, drafts: int = 1,
                 other_shape_fraction: float = 0.0, seed: int = 0) -> list[dict]:
     """One chat sample per pair: [user (instructions+schema+question), ..., assistant (SQL)].
 
     `examples_path` is the file serving retrieves few-shot examples from (default: `path`).
     `draft` adds the template baseline's filled SQL after the question, as serving's `sql.draft`
-    does, drafted from the other pairs (never from the pair itself).
+    does, drafted from the other pairs (never from the pair itself); `drafts` > 1 adds that many
+    candidates of different SQL shapes, as serving's `sql.drafts` does.
 
     `other_shape_fraction` of the pairs (a seeded, deterministic choice) are drafted, and given
     examples, only from pairs of *another* shape (SQL skeleton). Without it nearly every draft is
@@ -80,8 +81,12 @@ def sql_samples(path: str | Path, *, source: str = "sql", few_shot_k: int = 0, s
         index = drafters[db].index if few_shot_k > 0 else None  # the one ExampleIndex, as serving has
         other_shape = row["sql"] is not None and _chosen(row, seed, other_shape_fraction)
         shape_of = row["sql"] if other_shape else None
-        draft_sql = (drafters[db].answer(row["question"], leave_out=row["question"], other_shape_than=shape_of).sql
-                     if draft else None)
+        if not draft:
+            draft_sql = None
+        elif drafts > 1 and not other_shape:  # candidates of `drafts` shapes, as serving's sql.drafts
+            draft_sql = [a.sql for a in drafters[db].answers(row["question"], drafts, leave_out=row["question"])]
+        else:
+            draft_sql = drafters[db].answer(row["question"], leave_out=row["question"], other_shape_than=shape_of).sql
         shots: list[Example] = []
         if index is not None:
             # Drop the pair itself (and exact copies of its question), and for an other-shape

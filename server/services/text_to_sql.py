@@ -151,7 +151,8 @@ class SqlService:
         tables = prune_tables(schema, req.question, self.options.max_prompt_tables)
         pairs = await asyncio.to_thread(self.examples, database, schema.dialect)
         shots = pairs.index.nearest(req.question, self.options.few_shot_k) if pairs else []
-        draft = pairs.answer(req.question).sql if pairs and self.options.draft else None
+        draft = ([a.sql for a in pairs.answers(req.question, self.options.drafts)]
+                 if pairs and self.options.draft else None)
         messages = sql_messages(schema, req.question, dialect=dialect, tables=tables, examples=shots, draft=draft)
         shared = _schema_prefix_text(engine, schema, dialect, tables)
         grammar = sql_grammar(schema, tables, dialect=dialect) if constrained else None

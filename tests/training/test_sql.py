@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from server.sql.canonical import sql_skeleton
-from server.sql.prompt import DRAFT_LABEL
+from server.sql.prompt import DRAFT_LABEL, DRAFTS_LABEL
 from server.sql.sample.paths import PAIRS_DIR
 from training.sql import sql_samples
 
@@ -50,3 +50,21 @@ def test_the_choice_is_seeded_and_deterministic(pairs) -> None:
     ids = lambda out: [s["id"] for s in out if s["other_shape"]]  # noqa: E731
     assert ids(samples(pairs, 0.5)) == ids(samples(pairs, 0.5))
     assert ids(samples(pairs, 0.5)) != ids(samples(pairs, 0.5, seed=1))
+
+
+def test_several_drafts_are_numbered_candidates_of_different_shapes(pairs) -> None:
+    out = sql_samples(pairs, schema_source="ddl", examples_path=PAIRS_DIR / "train.jsonl", drafts=3)
+    single = {s["id"]: draft_of(s) for s in samples(pairs, 0.0)}
+    for s in out:
+        user = s["messages"][-2]["content"]
+        assert DRAFT_LABEL not in user
+        lines = user.split(DRAFTS_LABEL, 1)[1].strip().splitlines()
+        assert [line.split(". ", 1)[0] for line in lines] == ["1", "2", "3"], s["id"]
+        candidates = [line.split(". ", 1)[1] for line in lines]
+        assert len({sql_skeleton(c) for c in candidates}) == 3
+        assert candidates[0] == single[s["id"]]  # the first is the single draft
+    # the gold's shape is among the candidates far more often than it is first (that is the point)
+    first = sum(sql_skeleton(single[s["id"]]) == sql_skeleton(gold_of(s)) for s in out)
+    among = sum(sql_skeleton(gold_of(s)) in {sql_skeleton(line.split(". ", 1)[1]) for line in
+                s["messages"][-2]["content"].split(DRAFTS_LABEL, 1)[1].strip().splitlines()} for s in out)
+    assert among > first

@@ -123,3 +123,24 @@ def test_other_shape_than_skips_every_pair_of_the_gold_shape() -> None:
     other = base.answer(question, other_shape_than="SELECT COUNT(*) FROM customers WHERE city = 'Lyon'")
     # the nearest pair whose SQL is not `... WHERE city = ?`: same words, another column
     assert other.neighbour.sql == pairs[-1].sql
+
+
+def test_answers_are_candidates_of_different_shapes_nearest_first() -> None:
+    lyon = "SELECT COUNT(*) FROM customers WHERE city = 'Lyon'"
+    pairs = TRAIN + [Example("How many customers are in Paris?", "SELECT COUNT(*) FROM customers WHERE city = 'Paris'"),
+                     Example("How many customers are in Germany?", "SELECT COUNT(*) FROM customers WHERE country = 'Germany'")]
+    base = TemplateBaseline(pairs, VALUES)
+    question = "How many customers are in Lyon?"
+    three = base.answers(question, 3)
+    assert len(three) == 3
+    assert three[0].sql == base.answer(question).sql == lyon  # the first is the single draft
+    skeletons = [base.skeleton(a.neighbour) for a in three]
+    assert len(set(skeletons)) == 3  # Berlin and Paris share one shape: only the nearest of them is kept
+    assert three[1].neighbour.sql == pairs[-1].sql  # the country query, next nearest shape
+    assert [a.similarity for a in three] == sorted((a.similarity for a in three), reverse=True)
+    assert [a.sql for a in base.answers(question, 1)] == [lyon]
+    # leave_out skips the pair asking exactly that question (training drafts its own pairs so)
+    left = base.answers("How many customers are in Paris?", 3, leave_out="How many customers are in Paris?")
+    assert all(a.neighbour.question != "How many customers are in Paris?" for a in left)
+    assert base.answers(question, 50) and len(base.answers(question, 50)) < len(pairs)  # one per shape
+    assert TemplateBaseline([]).answers(question, 3) == []
