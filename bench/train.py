@@ -27,12 +27,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-def load_samples(tokenizer, n: int, k: int) -> list[dict]:
+def load_samples(tokenizer, n: int, k: int, drafts: int = 1) -> list[dict]:
     from server.sql.sample.paths import PAIRS_DIR
     from training.sql import sql_samples
     from training.tokens import encode_chat
 
-    rows = sql_samples(PAIRS_DIR / "train.jsonl", few_shot_k=k)
+    rows = sql_samples(PAIRS_DIR / "train.jsonl", few_shot_k=k, drafts=drafts)
     step = max(1, len(rows) // n)
     out = []
     for s in rows[::step][:n]:
@@ -41,7 +41,7 @@ def load_samples(tokenizer, n: int, k: int) -> list[dict]:
     return out
 
 
-def bench_hearth(model, samples, batch: int, steps: int) -> dict:
+def bench_hearth(model, samples, batch: int, steps: int, prompt_grad: bool = True) -> dict:
     import torch
 
     from training.loop import batch_loss
@@ -54,7 +54,7 @@ def bench_hearth(model, samples, batch: int, steps: int) -> dict:
     for i in range(steps + 1):
         b = batches[i % len(batches)]
         t0, c0 = time.perf_counter(), time.process_time()
-        loss, n = batch_loss(model, b, torch.device("cpu"), 2)
+        loss, n = batch_loss(model, b, torch.device("cpu"), 2, prompt_grad)
         (loss / max(n, 1)).backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
@@ -107,6 +107,7 @@ def main(argv=None) -> int:
                         help="samples per step; the Trainer needs ~21 GB at 4 (OOM-killed on a 24 GB box)")
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--k", type=int, default=0, help="few-shot examples per prompt (serving default 0)")
+    parser.add_argument("--drafts", type=int, default=1, help="candidate drafts per prompt (serving's sql.drafts)")
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     parser.add_argument("--json", default=None, help="Also write the results here.")
     args = parser.parse_args(argv)
@@ -121,7 +122,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     load_before = os.getloadavg()
     tokenizer = load_tokenizer(args.model)
-    samples = load_samples(tokenizer, args.samples, args.k)
+    samples = load_samples(tokenizer, args.samples, args.k, args.drafts)
     cfg = TrainConfig(lora_r=16, lora_dropout=0.0)
     results = {}
     torch.manual_seed(0)
@@ -131,6 +132,13 @@ def main(argv=None) -> int:
     # ru_maxrss is the process peak so far: hearth runs first, so this is its peak.
     results["hearth"]["peak_rss_gb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)
     print("hearth:", json.dumps(results["hearth"]), flush=True)
+    del model
+    # The same loop with train.prompt_grad=False: the prompt without gradients, the answers with.
+    torch.manual_seed(0)
+    model = add_lora(load_model(args.model), cfg)
+    model.train()
+    results["hearth_answer_only"] = bench_hearth(model, samples, args.batch, args.steps, prompt_grad=False)
+    print("hearth_answer_only:", json.dumps(results["hearth_answer_only"]), flush=True)
     del model
     torch.manual_seed(0)
     model = add_lora(load_model(args.model), cfg)
@@ -143,15 +151,19 @@ def main(argv=None) -> int:
         r["tok_s_idle"] = round(r["sample_tokens"] / (r["cpu_s"] / args.threads), 1)
     results["ratio_wall"] = round(results["hearth"]["tok_s_wall"] / results["trainer"]["tok_s_wall"], 2)
     results["ratio_idle"] = round(results["hearth"]["tok_s_idle"] / results["trainer"]["tok_s_idle"], 2)
+    results["ratio_wall_answer_only"] = round(results["hearth_answer_only"]["tok_s_wall"] / results["trainer"]["tok_s_wall"], 2)
     results["setup"] = {"model": args.model, "samples": len(samples), "batch": args.batch, "steps": args.steps,
-                        "k": args.k, "threads": args.threads,
+                        "k": args.k, "drafts": args.drafts, "threads": args.threads,
                         "mean_sample_tokens": round(sum(len(s["input_ids"]) for s in samples) / len(samples), 1),
                         "load_before": load_before, "load_after": os.getloadavg()}
     print(f"hearth loop : {results['hearth']['tok_s_wall']:8.1f} sample tok/s wall, "
           f"{results['hearth']['tok_s_idle']:8.1f} idle-machine (CPU time)")
+    print(f"answer-only : {results['hearth_answer_only']['tok_s_wall']:8.1f} sample tok/s wall, "
+          f"{results['hearth_answer_only']['tok_s_idle']:8.1f} idle-machine (train.prompt_grad false)")
     print(f"HF Trainer  : {results['trainer']['tok_s_wall']:8.1f} sample tok/s wall, "
           f"{results['trainer']['tok_s_idle']:8.1f} idle-machine (CPU time)")
-    print(f"ratio       : {results['ratio_wall']}x wall, {results['ratio_idle']}x CPU time")
+    print(f"ratio       : {results['ratio_wall']}x wall, {results['ratio_idle']}x CPU time; "
+          f"answer-only {results['ratio_wall_answer_only']}x wall")
     print(json.dumps(results["setup"]))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))

@@ -22,8 +22,10 @@ def _token_loss(lm_head, hidden, labels):
     return F.cross_entropy(logits, targets[keep], reduction="sum"), int(keep.sum())
 
 
-def batch_loss(model, batch: Batch, device, pad_id: int):
-    """(summed loss, number of loss tokens) of one micro-batch; differentiable."""
+def batch_loss(model, batch: Batch, device, pad_id: int, prompt_grad: bool = True):
+    """(summed loss, number of loss tokens) of one micro-batch; differentiable.
+
+    `prompt_grad=False` (train.prompt_grad) applies to shared-prefix batches: see _answer_loss."""
     import torch
 
     from .model import parts
@@ -36,6 +38,8 @@ def batch_loss(model, batch: Batch, device, pad_id: int):
         ids[i, :len(row)] = torch.tensor(row)
         labels[i, :len(lab)] = torch.tensor(lab)
     ids, labels = ids.to(device), labels.to(device)
+    if batch.kind == "prefix" and batch.prefix and not prompt_grad:
+        return _answer_loss(decoder, lm_head, batch, ids, labels, device)
     if batch.kind == "prefix" and batch.prefix:
         from transformers import DynamicCache
 
@@ -58,7 +62,51 @@ def batch_loss(model, batch: Batch, device, pad_id: int):
     return _token_loss(lm_head, hidden, labels)
 
 
-def loss_module(model, device, pad_id: int):
+def _answer_loss(decoder, lm_head, batch: Batch, ids, labels, device):
+    """batch_loss with the prompt computed once without gradients: only the answer tokens are
+    differentiated.
+
+    A Text-to-SQL sample is ~1,600 tokens of prompt (schema, question, drafts) and ~40 of answer,
+    and backpropagating through the prompt is most of a step's compute, even with the schema
+    shared. Here the shared prefix and every row's own prompt run under no_grad (one batched pass),
+    then each row's answer runs with gradients on top of that row's cached keys and values. The
+    loss and the forward values are the same as batch_loss's; the gradient leaves out how the
+    adapter changes the prompt's keys and values (the answer's own path through every layer, its
+    attention over the prompt included, is still trained). Serving computes the prompt with the
+    adapter, as training's forward pass does."""
+    import torch
+    from transformers import DynamicCache
+
+    p = len(batch.prefix)
+    # A row's answer starts at its first labelled token; the position before it predicts that
+    # token, so the differentiated part starts one earlier.
+    starts = [max(next((j for j, t in enumerate(lab) if t != IGNORE), len(lab)) - 1, 0) for lab in batch.labels]
+    context = max(starts)
+    with torch.no_grad():
+        cache = DynamicCache(config=decoder.config)
+        decoder(input_ids=torch.tensor([batch.prefix], device=device), cache=cache, use_cache=True)
+        cache.batch_repeat_interleave(len(batch.rows))
+        if context:
+            positions = torch.arange(p, p + context, device=device).unsqueeze(0).expand(len(batch.rows), -1)
+            decoder(input_ids=ids[:, :context], cache=cache, position_ids=positions, use_cache=True)
+    total, count = None, 0
+    for i, (row, start) in enumerate(zip(batch.rows, starts)):
+        if start >= len(row) - 1:
+            continue  # nothing labelled in this row
+        own = DynamicCache(config=decoder.config)
+        for layer, kv in enumerate(cache.layers):  # this row's prompt: shared prefix + its own part
+            own.update(kv.keys[i:i + 1, :, :p + start], kv.values[i:i + 1, :, :p + start], layer)
+        positions = torch.arange(p + start, p + len(row), device=device).unsqueeze(0)
+        hidden = decoder(input_ids=ids[i:i + 1, start:len(row)], cache=own, position_ids=positions,
+                         use_cache=True).last_hidden_state
+        loss, n = _token_loss(lm_head, hidden, labels[i:i + 1, start:len(row)])
+        total, count = (loss if total is None else total + loss), count + n
+    if total is None:
+        return torch.zeros((), device=device, requires_grad=True), 0
+    return total, count
+
+
+def loss_module(model, device, pad_id: int, prompt_grad: bool = True):
     """`model` inside an nn.Module whose forward(batch) is batch_loss, for DistributedDataParallel.
 
     DDP all-reduces gradients only for work done through its own forward, and batch_loss calls the
@@ -72,7 +120,7 @@ def loss_module(model, device, pad_id: int):
             self.model = model
 
         def forward(self, batch: Batch):
-            return batch_loss(self.model, batch, device, pad_id)
+            return batch_loss(self.model, batch, device, pad_id, prompt_grad)
 
     return StepLoss()
 

@@ -70,6 +70,9 @@ class TrainConfig(BaseModel):
     grad_accum: int = Field(1, ge=1, description="Micro-batches per optimizer step.")
     seq_len: int = Field(2048, ge=16, description="Max tokens of one sample / packed row.")
     share_prefix: bool = Field(True, description="Compute a prompt prefix shared by a batch (the schema) once.")
+    prompt_grad: bool = Field(True, description="Backpropagate through the prompt of shared-prefix batches. False: the prompt "
+                              "(schema, question, drafts) runs once without gradients and only the answer tokens are "
+                              "differentiated (training/loop.py _answer_loss): same loss, a fraction of the compute.")
     grad_clip: float = Field(1.0, gt=0, description="Gradient norm clip.")
     eval_every: int = Field(20, ge=1, description="Validation loss every N optimizer steps.")
     save_every: int = Field(20, ge=1, description="Checkpoint every N optimizer steps (atomic; --resume continues from it).")

@@ -227,7 +227,7 @@ def train(recipe: Recipe, *, resume: bool = False, progress: bool = True, stop_a
     # so there is no scheduler object to prepare.
     step_loss = None
     if acc:
-        step_loss, optimizer = acc.prepare(loss_module(model, device, pad_id), optimizer)
+        step_loss, optimizer = acc.prepare(loss_module(model, device, pad_id, cfg.prompt_grad), optimizer)
 
     samples, val_samples = read_jsonl(data / "train.jsonl"), read_jsonl(data / "val.jsonl")
     per_epoch = len(make_batches(samples, batch_size=cfg.batch_size, seq_len=cfg.seq_len, seed=recipe.data.seed,
@@ -282,7 +282,7 @@ def train(recipe: Recipe, *, resume: bool = False, progress: bool = True, stop_a
             else:
                 loss_sum = 0.0
                 for b in group:
-                    loss, _ = batch_loss(model, b, device, pad_id)
+                    loss, _ = batch_loss(model, b, device, pad_id, cfg.prompt_grad)
                     (loss / n_tokens).backward()  # one division per step: accumulation == big batch
                     loss_sum += float(loss.detach())
                 torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)

@@ -27,11 +27,11 @@ def _single(sample) -> Batch:
     return Batch("packed", [sample["input_ids"]], [sample["labels"]], [list(range(len(sample["input_ids"])))])
 
 
-def _loss_and_grads(model, batches):
+def _loss_and_grads(model, batches, prompt_grad=True):
     model.zero_grad()
     total, count = 0.0, 0
     for b in batches:
-        loss, n = batch_loss(model, b, torch.device("cpu"), 2)
+        loss, n = batch_loss(model, b, torch.device("cpu"), 2, prompt_grad)
         loss.backward()
         total, count = total + float(loss.detach()), count + n
     grads = {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None}
@@ -75,6 +75,22 @@ def test_shared_prefix_equals_separate_samples(model, tokenizer):
     assert got[0] == pytest.approx(ref[0], rel=1e-4)
     for k in ref[2]:
         torch.testing.assert_close(got[2][k], ref[2][k], rtol=1e-3, atol=1e-5)
+
+
+def test_answer_only_gradients_keep_the_loss_and_the_output_path(model, tokenizer):
+    """train.prompt_grad=False: the same loss; the final norm's gradient (which only the answer
+    positions' values reach) is the full one; earlier layers' gradients lose the prompt's part."""
+    samples = _samples(tokenizer)
+    ref = _loss_and_grads(model, [_single(s) for s in samples])
+    batches = make_batches(samples, batch_size=3, seq_len=4096, seed=0, share_prefix=True, min_prefix=32)
+    got = _loss_and_grads(model, batches, prompt_grad=False)
+    assert got[1] == ref[1]
+    assert got[0] == pytest.approx(ref[0], rel=1e-4)
+    norm = next(k for k in ref[2] if k.endswith("model.norm.weight"))
+    torch.testing.assert_close(got[2][norm], ref[2][norm], rtol=1e-3, atol=1e-5)
+    first = next(k for k in ref[2] if ".layers.0." in k and k.endswith("v_proj.weight"))
+    assert not torch.allclose(got[2][first], ref[2][first], rtol=1e-3, atol=1e-5)
+    assert got[2][first].abs().sum() > 0  # still trained, through the answer tokens' own values
 
 
 def test_batches_are_deterministic(tokenizer):
