@@ -8,7 +8,8 @@ only), with batch size `--batch`, for `--steps` measured steps after one warm-up
 The figure compared is *sample tokens per second*: the tokens the samples contain (padding not
 counted) divided by the time. Hearth's loop computes the shared schema prefix once per batch,
 packs the rest, and runs lm_head on the trained tokens only; the Trainer pads each batch to its
-longest sample and computes full logits.
+longest sample and computes full logits. A third run, `answer-only`, is Hearth's loop with
+`train.prompt_grad: false` (the prompt without gradients, the answer tokens with them).
 
 Both wall and CPU time are reported: 2 shared cores make wall time swing with other load;
 CPU seconds / threads is the time on an idle machine. The load average is printed before and after.
