@@ -113,10 +113,16 @@ def test_value_index_from_sqlite(tmp_path) -> None:
     assert index.values["new york"] == [("New York", "t", "city")]
 
 
+# Two more pairs: Paris shares Berlin's SQL shape, Germany asks the same words of another column.
+CITY_PAIRS = TRAIN + [
+    Example("How many customers are in Paris?", "SELECT COUNT(*) FROM customers WHERE city = 'Paris'"),
+    Example("How many customers are in Germany?", "SELECT COUNT(*) FROM customers WHERE country = 'Germany'"),
+]
+
+
 def test_other_shape_than_skips_every_pair_of_the_gold_shape() -> None:
     berlin = "SELECT COUNT(*) FROM customers WHERE city = 'Berlin'"
-    pairs = TRAIN + [Example("How many customers are in Paris?", "SELECT COUNT(*) FROM customers WHERE city = 'Paris'"),
-                     Example("How many customers are in Germany?", "SELECT COUNT(*) FROM customers WHERE country = 'Germany'")]
+    pairs = CITY_PAIRS
     base = TemplateBaseline(pairs, VALUES)
     question = "How many customers are in Lyon?"
     assert base.answer(question).neighbour.sql in (berlin, pairs[-2].sql)
@@ -127,8 +133,7 @@ def test_other_shape_than_skips_every_pair_of_the_gold_shape() -> None:
 
 def test_answers_are_candidates_of_different_shapes_nearest_first() -> None:
     lyon = "SELECT COUNT(*) FROM customers WHERE city = 'Lyon'"
-    pairs = TRAIN + [Example("How many customers are in Paris?", "SELECT COUNT(*) FROM customers WHERE city = 'Paris'"),
-                     Example("How many customers are in Germany?", "SELECT COUNT(*) FROM customers WHERE country = 'Germany'")]
+    pairs = CITY_PAIRS
     base = TemplateBaseline(pairs, VALUES)
     question = "How many customers are in Lyon?"
     three = base.answers(question, 3)
