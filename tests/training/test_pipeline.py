@@ -46,7 +46,7 @@ def test_pipeline_runs_skips_and_registers(tmp_path, tiny_model, data_dir):
     assert report["register"]["result"]["gate"]["enforced"] is False
 
     serve = yaml.safe_load((run / "serve.yaml").read_text())
-    assert serve["sql"] == {"few_shot_k": 2, "draft": False}
+    assert serve["sql"] == {"few_shot_k": 2, "draft": False, "drafts": 1}
     settings = load_settings(run / "serve.yaml")
     assert settings.models[0].name == "tiny-sql" and settings.models[0].resolved_path().exists()
 
