@@ -39,6 +39,7 @@ from .jobs import Job, Outbox
 from .sampling import SamplerChain, logprobs_at
 from .slots import (
     CPU_FA_TILE_ROWS, MIN_REUSE_TOKENS, Slot, chunk_end, common_prefix, compact_choices, reusable_length,
+    run_span,
 )
 from .text import IncrementalText
 
@@ -189,14 +190,16 @@ class Scheduler:
             if job.cancelled:
                 continue
             try:
-                self._place(job, idle)
+                # How many slots will be busy once every waiting request has one.
+                final_count = min(len(self.slots), len(self.slots) - len(idle) + 1 + len(self._waiting))
+                self._place(job, idle, final_count)
             except HearthError as exc:  # e.g. a grammar llama.cpp cannot parse: this request fails, not the engine
                 job.emit(exc)
                 for slot in idle:
                     if slot.job is job:
                         self._release(slot, keep_cache=False)
 
-    def _place(self, job: Job, idle: list[Slot]) -> None:
+    def _place(self, job: Job, idle: list[Slot], final_count: int) -> None:
         prompt = list(job.request.prompt_tokens)
         # Keep at least one prompt token to decode: its logits give the first sampled token.
         limit = len(prompt) - 1
@@ -205,6 +208,8 @@ class Scheduler:
             n = common_prefix(slot.cached, prompt, limit)
             if n > best_len:
                 best, best_len = slot, n
+        # The slot holds this whole prompt (a repeat, or the next turn of its conversation).
+        whole = best_len > 0 and best_len == limit
         # Reuse up to a chunk end only. A token's KV values depend (in the last bits) on the shape
         # of the chunk it was computed in, so prompts are prefilled in blocks aligned to multiples
         # of `block` (or ending at the request's prefix boundary, slots.chunk_end), and a hit
@@ -223,20 +228,24 @@ class Scheduler:
         # the streams from the lowest to the highest id (llama_kv_cache::get_k), so 4 streams on
         # seq ids 0, 2, 4, 6 take 4 graph runs per step: measured here, 90 tok/s against 155 on
         # ids 0-3 (raw 4-way greedy decode, bench/raw.py's context).
-        compact = compact_choices(self.slots, idle)
+        # A burst of requests (`final_count` slots busy once all are placed) may take any slots
+        # that still end on a compact run, so each can find its own cached prompt.
+        compact = compact_choices(self.slots, idle, final_count)
         others = [s for s in compact if s is not best]
-        # Reuse the matching slot in place only when that loses nothing (its cache is all prefix)
-        # or no other compact slot is free, and it keeps the run compact; otherwise copy the prefix
-        # into the least recently used compact idle slot, so the matching slot keeps its longer
-        # cache for a later exact repeat.
+        # Reuse the matching slot in place when that loses nothing (its cache is all prefix, or it
+        # holds this whole prompt, whose answer a repeat recomputes anyway) or no other compact
+        # slot is free, and it keeps the run compact. Otherwise (a shared system prompt or schema
+        # only) copy the prefix into the least recently used compact idle slot, so the matching
+        # slot keeps its conversation for that conversation's next turn.
         in_place = best is not None and best.job is None and best_len > 0 and best in compact and (
-            len(best.cached) <= best_len or not others)
+            len(best.cached) <= best_len or whole or not others)
         if in_place:
             target = best
             llama_cpp.llama_memory_seq_rm(self._mem, target.seq_id, best_len, -1)
             reused = best_len
         else:
-            target = min(others or compact, key=lambda s: s.last_used)
+            # The shortest run first (a request of a burst that ends early leaves no hole), then LRU.
+            target = min(others or compact, key=lambda s: (run_span(self.slots, s), s.last_used))
             llama_cpp.llama_memory_seq_rm(self._mem, target.seq_id, -1, -1)
             reused = 0
             if best is not None and best is not target and best_len >= MIN_REUSE_TOKENS:
@@ -283,27 +292,32 @@ class Scheduler:
         batch.n_tokens = 0
         budget = self._n_batch
         active = [s for s in self.slots if s.job is not None]
+        plan: list[tuple[Slot, list[int], bool]] = []  # (slot, tokens, wants logits)
         for slot in active:
             slot.batch_index = -1
             if slot.next_token is not None:
-                self._add(slot, [slot.next_token], want_logits=True)
+                plan.append((slot, [slot.next_token], True))
                 slot.next_token = None
                 budget -= 1
         # Prefill, oldest request first, at most one aligned block per sequence per step. With
         # streams running, prompt work per step is capped at one block so they keep flowing.
-        decoding = any(s.batch_index >= 0 for s in active)
-        chunk_cap = self._block if decoding else self._n_batch
+        chunk_cap = self._block if plan else self._n_batch
         for slot in sorted((s for s in active if s.pending), key=lambda s: s.job.enqueued_at):
             pos = len(slot.cached)
             take = min(len(slot.pending), chunk_end(pos, slot.boundary, self._block) - pos)
-            if take > min(budget, chunk_cap) and batch.n_tokens > 0:
+            if take > min(budget, chunk_cap) and plan:
                 continue
             piece, slot.pending = slot.pending[:take], slot.pending[take:]
-            self._add(slot, piece, want_logits=not slot.pending)
+            plan.append((slot, piece, not slot.pending))
             budget -= take
             chunk_cap -= take
-        if batch.n_tokens == 0:
+        if not plan:
             return
+        # In seq id order: with one KV stream per sequence llama.cpp splits a batch into ubatches
+        # of consecutive seq ids taken in batch order (llama_batch_allocr::split_equal, sequential),
+        # so a prefill listed after the decode tokens of higher seq ids costs an extra graph run.
+        for slot, tokens, want_logits in sorted(plan, key=lambda p: p[0].seq_id):
+            self._add(slot, tokens, want_logits=want_logits)
         rc = llama_cpp.llama_decode(self._ctx, batch)
         if rc == 1:
             # No free KV cells: drop idle slots' caches and retry once.

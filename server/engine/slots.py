@@ -47,15 +47,24 @@ class Slot:
     boundary: int | None = None  # the prefix boundary its cells were prefilled with (chunk_end)
 
 
-def compact_choices(slots: list[Slot], idle: list[Slot]) -> list[Slot]:
-    """The idle slots that would leave the running sequences on the shortest run of seq ids."""
-    busy = [s.seq_id for s in slots if s.job is not None]
-    if not busy:
-        return idle
-    lo, hi = min(busy), max(busy)
-    span = {s.seq_id: max(hi, s.seq_id) - min(lo, s.seq_id) for s in idle}
+def compact_choices(slots: list[Slot], idle: list[Slot], final_count: int = 0) -> list[Slot]:
+    """The idle slots that keep the running sequences on a compact run of seq ids.
+
+    `final_count` is how many slots will be busy once every request now waiting is placed. Any
+    slot that still lets them end on a run of that length will do (a burst of requests then finds
+    each its own cached slot); if none does, the slots that leave the shortest run."""
+    span = {s.seq_id: run_span(slots, s) for s in idle}
+    fitting = [s for s in idle if span[s.seq_id] <= final_count]
+    if fitting:
+        return fitting
     shortest = min(span.values())
     return [s for s in idle if span[s.seq_id] == shortest]
+
+
+def run_span(slots: list[Slot], joining: Slot) -> int:
+    """The length of the run of seq ids from the lowest to the highest busy slot, `joining` included."""
+    ids = [s.seq_id for s in slots if s.job is not None] + [joining.seq_id]
+    return max(ids) - min(ids) + 1
 
 
 def common_prefix(a: list[int], b: list[int], limit: int) -> int:

@@ -7,19 +7,23 @@ import pytest
 from server.engine.slots import Slot, chunk_end, common_prefix, compact_choices, reusable_length
 
 
-@pytest.mark.parametrize("busy, idle, expected", [
-    ((), (0, 1, 2, 3), (0, 1, 2, 3)),  # nothing runs: any slot (LRU decides)
-    ((1,), (0, 2, 3), (0, 2)),  # next to the running one
-    ((0, 3), (1, 2), (1, 2)),  # a hole inside the run costs nothing
-    ((0, 1), (2, 3), (2,)),
-    ((2, 3), (0, 1), (1,)),
-    ((0, 2), (1, 3), (1,)),
+@pytest.mark.parametrize("busy, idle, final, expected", [
+    ((), (0, 1, 2, 3), 1, (0, 1, 2, 3)),  # nothing runs: any slot (LRU decides)
+    ((1,), (0, 2, 3), 2, (0, 2)),  # next to the running one
+    ((0, 3), (1, 2), 3, (1, 2)),  # a hole inside the run costs nothing
+    ((0, 1), (2, 3), 3, (2,)),
+    ((2, 3), (0, 1), 3, (1,)),
+    ((0, 2), (1, 3), 3, (1,)),
+    ((1,), (0, 2, 3), 3, (0, 2, 3)),  # two more will come: 1-3 is still a run of three
+    ((3,), (0, 1, 2), 3, (1, 2)),  # but 0 would leave a run of four
+    ((0,), (1, 2, 3), 4, (1, 2, 3)),  # every slot will be busy: any will do
+    ((0, 3), (1, 2), 2, (1, 2)),  # no choice fits: the shortest run, as before
 ])
-def test_compact_choices_table(busy, idle, expected):
+def test_compact_choices_table(busy, idle, final, expected):
     slots = [Slot(seq_id=i) for i in range(4)]
     for i in busy:
         slots[i].job = object()
-    chosen = compact_choices(slots, [slots[i] for i in idle])
+    chosen = compact_choices(slots, [slots[i] for i in idle], final)
     assert tuple(s.seq_id for s in chosen) == expected
 
 
