@@ -1,8 +1,8 @@
 """Single-stream decode tokens/s and time to first token: Hearth's HTTP API against raw
 llama-cpp-python on the same GGUF, in one run. Goal (issue 2): Hearth HTTP >= 0.95x raw decode.
 
-Three modes, all loaded at once, each pass run alone; passes alternate between modes
-(A B C, C B A, ...) so that drift in the machine's speed during the run hits every mode alike:
+The modes, all loaded at once, answer each prompt one after the other, in alternating order
+(A B C, C B A, ...), so that drift in the machine's speed during the run hits every mode alike:
   raw       a direct low-level loop: llama_decode of one token, greedy sampler, repeat (no HTTP)
   generate  llama_cpp.Llama.generate, greedy (the high-level API; no HTTP)
   hearth    a real `hearth serve` subprocess driven by the official openai client, streaming,
@@ -15,6 +15,8 @@ Three modes, all loaded at once, each pass run alone; passes alternate between m
             per SSE chunk after the first), driven by the official client like `hearth`
 Every mode runs the same prompts (chat template applied the way Hearth applies it) with the same
 max_tokens, `--repeats` times. Decode tok/s = (tokens - 1) / (last token time - first token time).
+The ratios are paired: the median, over prompts and passes, of one mode's rate over the other's
+for the same prompt, answered seconds apart (the ratio of the two medians is printed beside it).
 
 Load check: see bench/common.py. Figures taken while other work used the cores are marked
 UNRELIABLE and the script exits with status 3.
@@ -37,37 +39,47 @@ from bench.raw import GenerateModel, RawModel
 from server.settings import EMBEDDED_MODEL, resolve_model_path
 
 
-def run_pass(name: str, runner, prompts: list[str], rep: int, guard: LoadGuard, acc: dict) -> None:
-    """One pass of `runner(prompt) -> (ttft_s, decode_tps, n_tokens, text)` over the prompts."""
-    with guard.measure(f"{name} pass {rep + 1}") as rec:
-        rates, ttfts = [], []
-        for p in prompts:
-            ttft, tps, n, text = runner(p)
-            ttfts.append(ttft)
-            if tps == tps:  # nan when the answer had a single token
-                rates.append(tps)
-            acc["ntoks"].append(n)
-            acc["texts"].setdefault(p, text)
-    acc["rates"] += rates
-    acc["ttfts"] += ttfts
-    acc["reliable"] &= rec.reliable
-    print(f"  {name} pass {rep + 1}: decode {median(rates):.1f} tok/s, ttft {1000 * median(ttfts):.0f} ms  "
-          f"[{rec.tag()}]", flush=True)
-
-
 def run_interleaved(runners: dict, prompts: list[str], repeats: int, guard: LoadGuard) -> list[dict]:
-    """Passes alternate between modes (A B C, C B A, ...), so that a drift in the machine's speed
-    over the run (other tenants, clocks) falls on every mode alike instead of on whichever ran last."""
-    acc = {name: {"rates": [], "ttfts": [], "ntoks": [], "texts": {}, "reliable": True} for name in runners}
+    """Every mode answers each prompt in turn, in alternating order (A B C, C B A, ...), so the
+    modes' answers to one prompt are seconds apart: a drift in the machine's speed (other tenants,
+    clocks) falls on every mode alike, and the ratio of two modes is taken per prompt and pass
+    (`paired`). One load record covers the modes' answers to one prompt."""
+    acc = {name: {"rates": [], "ttfts": [], "ntoks": [], "texts": {}, "reliable": True, "by_round": {}}
+           for name in runners}
     for runner in runners.values():
         runner(prompts[0])  # warm-up: first-call allocations and page faults are not what we measure
-    order = list(runners)
+    order, turn = list(runners), 0
     for rep in range(repeats):
-        for name in (order if rep % 2 == 0 else order[::-1]):
-            run_pass(name, runners[name], prompts, rep, guard, acc[name])
-    return [{"name": n, "tps": median(a["rates"]), "ttft": median(a["ttfts"]),
+        tags = []
+        for i, p in enumerate(prompts):
+            names = order if turn % 2 == 0 else order[::-1]
+            turn += 1
+            with guard.measure(f"pass {rep + 1} prompt {i + 1}") as rec:
+                outs = {name: runners[name](p) for name in names}
+            tags.append(rec.tag())
+            for name, (ttft, tps, n, text) in outs.items():
+                a = acc[name]
+                a["ttfts"].append(ttft)
+                a["ntoks"].append(n)
+                a["texts"].setdefault(p, text)
+                a["reliable"] &= rec.reliable
+                a["by_round"][(rep, i)] = tps
+                if tps == tps:  # nan when the answer had a single token
+                    a["rates"].append(tps)
+        for name in order:
+            rates = [acc[name]["by_round"][(rep, i)] for i in range(len(prompts))]
+            print(f"  {name} pass {rep + 1}: decode {median([r for r in rates if r == r]):.1f} tok/s", flush=True)
+        print(f"  pass {rep + 1} load: {'; '.join(tags)}", flush=True)
+    return [{"name": n, "tps": median(a["rates"]), "ttft": median(a["ttfts"]), "by_round": a["by_round"],
              "tokens": sum(a["ntoks"]) / len(a["ntoks"]), "texts": a["texts"], "reliable": a["reliable"]}
             for n, a in acc.items()]
+
+
+def paired(h: dict, b: dict) -> float:
+    """The median over prompts and passes of h's decode rate over b's for the same prompt and pass."""
+    pairs = [h["by_round"][k] / b["by_round"][k] for k in h["by_round"]
+             if h["by_round"][k] == h["by_round"][k] and b["by_round"].get(k, 0) > 0]
+    return median(pairs) if pairs else float("nan")
 
 
 def main() -> int:
@@ -162,10 +174,10 @@ def main() -> int:
                 h, b = by[mode], by[base]
                 same = sum(h["texts"][p] == b["texts"][p] for p in prompts)
                 flag = "" if h["reliable"] and b["reliable"] else "  UNRELIABLE"
-                print(f"{mode} / {base}: decode {ratio(h['tps'], b['tps']):.3f}x, TTFT {ratio(h['ttft'], b['ttft']):.2f}x, "
-                      f"identical greedy text {same}/{len(prompts)}{flag}")
+                print(f"{mode} / {base}: decode {paired(h, b):.3f}x paired (medians {ratio(h['tps'], b['tps']):.3f}x), "
+                      f"TTFT {ratio(h['ttft'], b['ttft']):.2f}x, identical greedy text {same}/{len(prompts)}{flag}")
         if "raw" in by:
-            goal = ratio(by[mode]["tps"], by["raw"]["tps"]) >= 0.95
+            goal = paired(by[mode], by["raw"]) >= 0.95
             client = "lean SSE client" if mode == "hearth-sse" else "official openai client"
             if "@" in mode:
                 client += f", --stream-interval {mode.split('@')[1]}"
