@@ -288,35 +288,49 @@ class Scheduler:
             slot.cached = []
 
     def _step(self) -> None:
-        batch = self._batch
-        batch.n_tokens = 0
         budget = self._n_batch
         active = [s for s in self.slots if s.job is not None]
-        plan: list[tuple[Slot, list[int], bool]] = []  # (slot, tokens, wants logits)
+        decodes: list[tuple[Slot, list[int], bool]] = []  # (slot, tokens, wants logits)
         for slot in active:
             slot.batch_index = -1
             if slot.next_token is not None:
-                plan.append((slot, [slot.next_token], True))
+                decodes.append((slot, [slot.next_token], True))
                 slot.next_token = None
                 budget -= 1
         # Prefill, oldest request first, at most one aligned block per sequence per step. With
         # streams running, prompt work per step is capped at one block so they keep flowing.
-        chunk_cap = self._block if plan else self._n_batch
+        chunks: list[tuple[Slot, list[int], bool]] = []
+        chunk_cap = self._block if decodes else self._n_batch
         for slot in sorted((s for s in active if s.pending), key=lambda s: s.job.enqueued_at):
             pos = len(slot.cached)
             take = min(len(slot.pending), chunk_end(pos, slot.boundary, self._block) - pos)
-            if take > min(budget, chunk_cap) and plan:
+            if take > min(budget, chunk_cap) and (decodes or chunks):
                 continue
             piece, slot.pending = slot.pending[:take], slot.pending[take:]
-            plan.append((slot, piece, not slot.pending))
+            chunks.append((slot, piece, not slot.pending))
             budget -= take
             chunk_cap -= take
-        if not plan:
-            return
+        # A prompt chunk is computed alone, as it is when nothing else runs, so that its arithmetic
+        # does not depend on what else is batched: llama.cpp would cut it into ubatches beside the
+        # other sequences' tokens (one token first, then the rest), and on a CPU build a chunk of
+        # CPU_FA_TILE_ROWS rows or more rounds differently when cut (slots.py). Shorter chunks there
+        # are computed alike however they are cut, and share the decode tokens' llama_decode.
+        def cut_alike(chunk) -> bool:
+            return self.short_prompt_reuse and len(chunk[1]) < CPU_FA_TILE_ROWS
+
+        shared = decodes + [c for c in chunks if cut_alike(c)]
+        groups = ([shared] if shared else []) + [[c] for c in chunks if not cut_alike(c)]
+        for group in groups:
+            self._decode(group)
+
+    def _decode(self, group: list[tuple[Slot, list[int], bool]]) -> None:
+        """One llama_decode over `group`, then a token sampled for every slot that wanted logits."""
+        batch = self._batch
+        batch.n_tokens = 0
         # In seq id order: with one KV stream per sequence llama.cpp splits a batch into ubatches
         # of consecutive seq ids taken in batch order (llama_batch_allocr::split_equal, sequential),
-        # so a prefill listed after the decode tokens of higher seq ids costs an extra graph run.
-        for slot, tokens, want_logits in sorted(plan, key=lambda p: p[0].seq_id):
+        # so a token listed after those of higher seq ids costs an extra graph run.
+        for slot, tokens, want_logits in sorted(group, key=lambda e: e[0].seq_id):
             self._add(slot, tokens, want_logits=want_logits)
         rc = llama_cpp.llama_decode(self._ctx, batch)
         if rc == 1:
@@ -325,7 +339,7 @@ class Scheduler:
             rc = llama_cpp.llama_decode(self._ctx, batch)
         if rc != 0:
             raise RuntimeError(f"llama_decode returned {rc}")
-        for slot in active:
+        for slot, _, _ in group:
             if slot.batch_index >= 0 and slot.job is not None:
                 self._sample(slot)
 

@@ -61,6 +61,36 @@ def test_batched_greedy_output_equals_solo(embedded_engine):
         assert fa.finish_reason == fb.finish_reason
 
 
+def test_a_long_prompt_joining_running_streams_gives_its_solo_output(embedded_engine):
+    # A prompt of several prefill blocks (past CPU_FA_TILE_ROWS, where the way a chunk is cut
+    # changes the arithmetic) prefilled while other streams decode must answer as it does alone.
+    system = "You are the assistant of a library. Answer briefly, and name the shelf of every book. " * 14
+    msgs = [{"role": "system", "content": system}, {"role": "user", "content": "Where are the atlases?"}]
+    long = GenerationRequest(tuple(embedded_engine.tokenize(embedded_engine.render_chat(msgs))),
+                             SamplingParams(max_tokens=24, temperature=0))
+    assert len(long.prompt_tokens) > 2 * 128
+    scheduler = embedded_engine._scheduler
+
+    async def go():
+        await wait_idle(embedded_engine)
+        scheduler.call(scheduler._evict_idle)
+        solo = await collect(embedded_engine, long)
+        await wait_idle(embedded_engine)
+        scheduler.call(scheduler._evict_idle)
+        running = [asyncio.ensure_future(collect(embedded_engine, request(embedded_engine, p, max_tokens=64)))
+                   for p in PROMPTS[:2]]
+        while embedded_engine.stats().slots_in_use < 2 or any(
+                s.pending for s in scheduler.slots if s.job is not None):
+            await asyncio.sleep(0.005)  # both streams decoding before the long prompt arrives
+        joined = await collect(embedded_engine, long)
+        await asyncio.gather(*running)
+        return solo, joined
+
+    (solo, solo_finish), (joined, joined_finish) = asyncio.run(go())
+    assert solo_finish.cached_tokens == joined_finish.cached_tokens == 0
+    assert joined == solo
+
+
 def test_seeded_sampling_is_per_sequence_and_reproducible_under_batching(embedded_engine):
     async def go():
         alone = await collect(embedded_engine, request(embedded_engine, PROMPTS[1], temperature=0.9, seed=7))
