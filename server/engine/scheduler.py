@@ -235,8 +235,8 @@ class Scheduler:
         # Reuse the matching slot in place when that loses nothing (its cache is all prefix, or it
         # holds this whole prompt, whose answer a repeat recomputes anyway) or no other compact
         # slot is free, and it keeps the run compact. Otherwise (a shared system prompt or schema
-        # only) copy the prefix into the least recently used compact idle slot, so the matching
-        # slot keeps its conversation for that conversation's next turn.
+        # only) copy the prefix into another compact idle slot, so the matching slot keeps its
+        # conversation for that conversation's next turn.
         in_place = best is not None and best.job is None and best_len > 0 and best in compact and (
             len(best.cached) <= best_len or whole or not others)
         if in_place:
