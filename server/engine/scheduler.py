@@ -4,8 +4,9 @@ One worker thread owns the llama context. Each step it builds one `llama_batch` 
   * one token for every slot that is decoding (so running streams advance every step), and
   * a chunk of prompt for slots still prefilling, within `n_batch`, so a long new prompt never
     stalls the streams already running (chunked prefill),
-calls `llama_decode` once, then samples every slot that produced logits with that slot's own
-sampler chain. New requests join between steps; a finished or cancelled slot frees at once.
+calls `llama_decode` on it (a long prompt chunk in a llama_decode of its own: see `_step`), then
+samples every slot that produced logits with that slot's own sampler chain. New requests join
+between steps; a finished or cancelled slot frees at once.
 
 Prefix cache: a slot keeps the KV cells of its last sequence after it finishes. A new request
 is placed where its prompt shares the longest prefix with any slot's cells: in that slot if it is
@@ -35,6 +36,7 @@ import llama_cpp
 
 from ..errors import EngineFailure, HearthError, Overloaded
 from .base import FinishEvent, GenerationRequest, TokenEvent, TopLogprob
+from .batch import BatchEntry, fill_batch
 from .jobs import Job, Outbox
 from .sampling import SamplerChain, logprobs_at
 from .slots import (
@@ -290,7 +292,7 @@ class Scheduler:
     def _step(self) -> None:
         budget = self._n_batch
         active = [s for s in self.slots if s.job is not None]
-        decodes: list[tuple[Slot, list[int], bool]] = []  # (slot, tokens, wants logits)
+        decodes: list[BatchEntry] = []
         for slot in active:
             slot.batch_index = -1
             if slot.next_token is not None:
@@ -299,7 +301,7 @@ class Scheduler:
                 budget -= 1
         # Prefill, oldest request first, at most one aligned block per sequence per step. With
         # streams running, prompt work per step is capped at one block so they keep flowing.
-        chunks: list[tuple[Slot, list[int], bool]] = []
+        chunks: list[BatchEntry] = []
         chunk_cap = self._block if decodes else self._n_batch
         for slot in sorted((s for s in active if s.pending), key=lambda s: s.job.enqueued_at):
             pos = len(slot.cached)
@@ -323,41 +325,19 @@ class Scheduler:
         for group in groups:
             self._decode(group)
 
-    def _decode(self, group: list[tuple[Slot, list[int], bool]]) -> None:
+    def _decode(self, group: list[BatchEntry]) -> None:
         """One llama_decode over `group`, then a token sampled for every slot that wanted logits."""
-        batch = self._batch
-        batch.n_tokens = 0
-        # In seq id order: with one KV stream per sequence llama.cpp splits a batch into ubatches
-        # of consecutive seq ids taken in batch order (llama_batch_allocr::split_equal, sequential),
-        # so a token listed after those of higher seq ids costs an extra graph run.
-        for slot, tokens, want_logits in sorted(group, key=lambda e: e[0].seq_id):
-            self._add(slot, tokens, want_logits=want_logits)
-        rc = llama_cpp.llama_decode(self._ctx, batch)
+        fill_batch(self._batch, group)
+        rc = llama_cpp.llama_decode(self._ctx, self._batch)
         if rc == 1:
             # No free KV cells: drop idle slots' caches and retry once.
             self._evict_idle()
-            rc = llama_cpp.llama_decode(self._ctx, batch)
+            rc = llama_cpp.llama_decode(self._ctx, self._batch)
         if rc != 0:
             raise RuntimeError(f"llama_decode returned {rc}")
         for slot, _, _ in group:
             if slot.batch_index >= 0 and slot.job is not None:
                 self._sample(slot)
-
-    def _add(self, slot: Slot, tokens: list[int], *, want_logits: bool) -> None:
-        batch = self._batch
-        pos = len(slot.cached)
-        for i, tok in enumerate(tokens):
-            j = batch.n_tokens
-            batch.token[j] = tok
-            batch.pos[j] = pos + i
-            batch.n_seq_id[j] = 1
-            batch.seq_id[j][0] = slot.seq_id
-            batch.logits[j] = False
-            batch.n_tokens += 1
-        slot.cached.extend(tokens)
-        if want_logits:
-            batch.logits[batch.n_tokens - 1] = True
-            slot.batch_index = batch.n_tokens - 1
 
     def _evict_idle(self) -> None:
         for slot in self.slots:
