@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, YamlConfigSettingsSource
@@ -116,6 +116,16 @@ class SqlSettings(BaseModel):
         "of this many different SQL shapes, nearest first, each with the question's values filled in. More than "
         "one lets the model take the second when the nearest pair is the wrong kind of query. Must match the "
         "recipe the model was trained with.",
+    )
+    rerank: int = Field(
+        0, ge=0, le=8, description="Score the nearest example pairs of this many different SQL shapes (each with "
+        "the question's values filled in) by the model's likelihood and answer the most likely one that passes "
+        "validation; free generation only when none does. 0 or 1: generate (server/sql/choice.py says why).",
+    )
+    rerank_context: Literal["draft", "question"] = Field(
+        "draft", description="With sql.rerank, the prompt each candidate is scored in: draft = the question with "
+        "that candidate as its draft (a model trained with draft: true); question = the question alone (a model "
+        "trained with draft: false).",
     )
     max_prompt_tables: int = Field(12, ge=1, description="Prune the schema to this many tables.")
     default_database: str | None = Field(None, description="Database used when a request names none.")

@@ -78,6 +78,12 @@ class Attempt(BaseModel):
     failed_rule: str | None = None
     error: str | None = Field(None, description="Why the attempt failed (validation or execution).")
     stage: Literal["generation", "validation", "execution", "timeout", "ok"] = "ok"
+    source: Literal["model", "candidate"] = Field(
+        "model", description="model: the model wrote it; candidate: a template candidate the model ranked "
+        "(sql.rerank), tried in the model's order.")
+    logprob: float | None = Field(None, description="A candidate's log-probability under the model (sum over its tokens).")
+    rank: int | None = Field(None, description="A candidate's retrieval rank: 0 is the nearest pair's shape, the "
+                             "template baseline's own answer.")
 
 
 class Timings(BaseModel):

@@ -38,6 +38,7 @@ from ..protocol.sql import (
 )
 from ..settings import ServerSettings, SqlSettings
 from ..sql.baseline import TemplateBaseline, ValueIndex
+from ..sql.choice import ScoredCandidate, by_likelihood
 from ..sql.connections import Database, DatabaseRegistry
 from ..sql.execute import execute_readonly
 from ..sql.grammar import sql_grammar
@@ -48,6 +49,7 @@ from ..sql.schema import DatabaseSchema
 from ..sql.validate import ValidationReport, validate_sql
 from .generation import PROMPT_SENTINEL, new_id, prefix_boundary, rendered_before, run_to_end
 from .models import ModelPool
+from .sql_candidates import score_candidates
 
 log = logging.getLogger("hearth.sql")
 
@@ -159,7 +161,26 @@ class SqlService:
 
         timings, usage, attempts = Timings(), _Usage(), []
         status, final, result = "rejected", None, None
-        for number in range(1, max_attempts + 1):
+        scored = None
+        if self.options.rerank > 1 and pairs is not None:
+            t0 = time.perf_counter()
+            scored = await self._ranked_candidates(engine, pairs, schema, req.question, dialect, tables, shared,
+                                                   usage, self.options.generation_timeout_s)
+            timings.generation_ms += _ms(t0)
+        # The model's most likely candidate goes first, then the others in its order; a candidate
+        # that fails validation or execution is dropped for the next. Free generation follows
+        # when none passes (then with the first draft, as the model was trained).
+        for cand in scored or []:
+            attempt = Attempt(number=len(attempts) + 1, raw=cand.sql, sql=cand.sql, source="candidate",
+                              logprob=cand.logprob, rank=cand.rank)
+            attempts.append(attempt)
+            status, final, result, _ = await self._check(database, schema, dialect, max_rows, req.execute,
+                                                         attempt, timings)
+            if final is not None:
+                break
+        budget = max_attempts if final is None else 0
+        for _ in range(budget):
+            number = len(attempts) + 1
             if number > 1 and is_disconnected is not None and await is_disconnected():
                 log.info("client went away; no further attempts")
                 break
@@ -184,32 +205,11 @@ class SqlService:
                 attempt.stage = "generation"
                 status = "unanswerable"
                 break
-            t0 = time.perf_counter()
-            report = await asyncio.to_thread(validate_sql, sql, schema, dialect=dialect, max_rows=max_rows)
-            timings.validation_ms += _ms(t0)
-            self._count_validation(database, report)
-            attempt.valid, attempt.failed_rule = report.valid, report.failed_rule
-            if not report.valid:
-                attempt.stage, attempt.error = "validation", f"{report.failed_rule}: {report.message}"
-                messages = messages + correction_messages(sql, report.message or "rejected")
-                status = "rejected"
-                continue
-            final = report
-            if not req.execute:
-                status = "ok"
+            status, final, result, feedback = await self._check(database, schema, dialect, max_rows, req.execute,
+                                                                attempt, timings)
+            if final is not None:
                 break
-            t0 = time.perf_counter()
-            try:
-                result = await self._execute(database, report, max_rows)
-            except InvalidRequest as exc:  # the database refused it; a timeout or outage propagates
-                timings.execution_ms += _ms(t0)
-                attempt.stage, attempt.error = "execution", exc.message
-                messages = messages + correction_messages(sql, exc.message)
-                status = "execution_error"
-                continue
-            timings.execution_ms += _ms(t0)
-            status = "ok"
-            break
+            messages = messages + correction_messages(sql, feedback)
         timings.total_ms = _ms(started)
         if self.metrics is not None:
             self.metrics.sql_requests.labels(database.name, status).inc()
@@ -223,6 +223,50 @@ class SqlService:
                            total_tokens=usage.prompt + usage.completion, cached_tokens=usage.cached,
                            time_to_first_token_ms=usage.ttft_ms),
         )
+
+    async def _check(self, database: Database, schema: DatabaseSchema, dialect: str, max_rows: int | None,
+                     execute: bool, attempt: Attempt, timings: Timings):
+        """Validates (and runs) `attempt.sql`, filling in the attempt. Returns (status, the passing
+        report or None, the rows or None, what to tell the model when it failed)."""
+        t0 = time.perf_counter()
+        report = await asyncio.to_thread(validate_sql, attempt.sql, schema, dialect=dialect, max_rows=max_rows)
+        timings.validation_ms += _ms(t0)
+        self._count_validation(database, report)
+        attempt.valid, attempt.failed_rule = report.valid, report.failed_rule
+        if not report.valid:
+            attempt.stage, attempt.error = "validation", f"{report.failed_rule}: {report.message}"
+            return "rejected", None, None, report.message or "rejected"
+        if not execute:
+            return "ok", report, None, None
+        t0 = time.perf_counter()
+        try:
+            result = await self._execute(database, report, max_rows)
+        except InvalidRequest as exc:  # the database refused it; a timeout or outage propagates
+            timings.execution_ms += _ms(t0)
+            attempt.stage, attempt.error = "execution", exc.message
+            return "execution_error", None, None, exc.message
+        timings.execution_ms += _ms(t0)
+        return "ok", report, result, None
+
+    async def _ranked_candidates(self, engine, pairs: TemplateBaseline, schema: DatabaseSchema, question: str,
+                                 dialect: str, tables, shared: str, usage: _Usage,
+                                 timeout_s: float) -> list[ScoredCandidate]:
+        """The nearest `sql.rerank` template candidates (different SQL shapes, this question's
+        values filled in), most likely first by the model (server/sql/choice.py)."""
+        sqls = [a.sql for a in pairs.answers(question, self.options.rerank) if a.sql]
+        with_draft = self.options.rerank_context == "draft"
+
+        def messages_for(sql: str) -> list[dict]:
+            return sql_messages(schema, question, dialect=dialect, tables=tables, draft=sql if with_draft else None)
+
+        def count(finish) -> None:
+            usage.prompt += finish.prompt_tokens
+            usage.completion += finish.completion_tokens
+            usage.cached += finish.cached_tokens
+
+        scored = await score_candidates(engine, sqls, messages_for, metrics=self.metrics, timeout_s=timeout_s,
+                                        shared=shared, on_finish=count)
+        return by_likelihood(scored)
 
     async def _complete(self, engine, messages: list[dict], grammar: str | None, max_tokens: int | None,
                         usage: _Usage, is_disconnected, timeout_s: float, shared: str = "") -> tuple[str, bool]:

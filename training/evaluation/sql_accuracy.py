@@ -153,6 +153,8 @@ def ask_server(client, item: Item, constrained: bool) -> dict:
             "server_ms": reply["timings"]["total_ms"], "generation_ms": reply["timings"]["generation_ms"],
             "attempts": len(attempts), "attempt_rules": [a["failed_rule"] for a in attempts if a.get("failed_rule")],
             "failed_rule": attempts[-1].get("failed_rule") if attempts else None,
+            "source": attempts[-1].get("source") if attempts else None,
+            "candidate_rank": attempts[-1].get("rank") if attempts else None,
             "completion_tokens": reply["usage"]["completion_tokens"],
             "error": attempts[-1].get("error") if attempts else None}
 

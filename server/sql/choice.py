@@ -1,0 +1,56 @@
+"""Choosing among candidate queries by the model's likelihood (`sql.rerank`).
+
+The template baseline's nearest pair has the right SQL shape for 117 of the 140 seen-shape test
+questions on the sample, but some pair among the nearest 3 shapes is right for 133
+(server/sql/baseline.py `answers`). Retrieval by words ranks them; a model trained on the domain
+can rank them by meaning and notices a candidate that kept a stale value ('Detroit' where the
+question says Ireland). Generating freely, the same small model mostly copies the draft it is
+shown. Reading its likelihood instead asks a question it answers better: which of these queries
+would you have written?
+
+Each candidate is scored in the prompt the model was trained on (the question with that candidate
+as its draft: `context="draft"`), or with no draft at all (`context="question"`, for a model
+trained with `draft: false`), by forcing its tokens through a grammar that accepts exactly its
+text and summing the log-probabilities of the raw logits (server/engine/sampling.py
+`logprobs_at`: before grammar and temperature). Pure helpers here; the service scores.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from .grammar import _literal
+from .prompt import sql_answer
+
+CONTEXTS = ("draft", "question")
+
+
+def forced_grammar(text: str) -> str:
+    """GBNF that accepts exactly `text`: greedy decoding under it yields `text`, one token at a
+    time, while the logits stay the model's own."""
+    return f"root ::= {_literal(text)}\n"
+
+
+def answer_text(sql: str) -> str:
+    """The assistant reply a candidate is scored as: the SQL on one line, as training targets are."""
+    return sql_answer(sql)
+
+
+@dataclass
+class ScoredCandidate:
+    sql: str
+    rank: int  # retrieval rank, 0 = the nearest pair's shape (the template baseline's answer)
+    logprob: float | None = None  # sum over the answer's tokens; None: scoring failed or was cut
+    tokens: int = 0
+
+    @property
+    def mean_logprob(self) -> float | None:
+        return None if self.logprob is None or not self.tokens else self.logprob / self.tokens
+
+
+def by_likelihood(candidates: Sequence[ScoredCandidate]) -> list[ScoredCandidate]:
+    """Most likely first (the sum of token log-probabilities: the probability of the whole query).
+    Unscored candidates go last; ties keep retrieval order, so with no scores this is the
+    baseline's order."""
+    return sorted(candidates, key=lambda c: (c.logprob is None, -(c.logprob or 0.0), c.rank))

@@ -1,0 +1,144 @@
+"""sql.rerank's control flow on the real sample SQLite database, with a fake engine that scores.
+
+The fake honours the forced grammar (it replies with exactly the candidate's text) and gives each
+token a log-probability from a rule, so these tests decide which candidate "the model" prefers.
+tests/server/test_sql_engines.py scores candidates with the real model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+import pytest
+from fastapi.testclient import TestClient
+
+from server.app import create_app
+from server.settings import ServerSettings
+from server.sql.canonical import sql_skeleton
+from server.sql.choice import ScoredCandidate, by_likelihood, forced_grammar
+from server.sql.prompt import DRAFT_LABEL
+from tests.fakes import FakeEngine
+
+_FORCED = re.compile(r'^root ::= "((?:[^"\\]|\\.)*)"\s*$', re.S)
+
+
+class ScoringEngine(FakeEngine):
+    """Forced generations reply with the grammar's text, each token (word) scored by `logprob_of`;
+    anything else replies with `reply`."""
+
+    def __init__(self, logprob_of, reply: str = "SELECT 1"):
+        super().__init__(n_ctx=8192, reply=reply)
+        self.logprob_of = logprob_of
+        self.free_reply = reply
+
+    async def generate(self, request):
+        forced = _FORCED.match(request.params.grammar or "")
+        reply = forced.group(1).replace('\\"', '"').replace("\\\\", "\\") if forced else self.free_reply
+        self.reply = reply  # read by FakeEngine.generate before its first event
+        async for event in super().generate(request):
+            if forced and getattr(event, "logprob", None) is not None:
+                event = dataclasses.replace(event, logprob=self.logprob_of(reply))
+            yield event
+
+
+@pytest.fixture()
+def client_for(data_dir):
+    clients = []
+
+    def make(logprob_of=lambda sql: -0.5, reply="SELECT 1", **sql) -> TestClient:
+        engine = ScoringEngine(logprob_of, reply)
+        client = TestClient(create_app(ServerSettings(sql={"rerank": 3, **sql}), engine))
+        client.engine = engine
+        clients.append(client.__enter__())
+        return client
+
+    yield make
+    for client in clients:
+        client.__exit__(None, None, None)
+
+
+QUESTION = "Which customers are based in Calgary?"
+
+
+def _forced_texts(engine) -> list[str]:
+    return [_FORCED.match(r.params.grammar).group(1) for r in engine.requests
+            if r.params.grammar and _FORCED.match(r.params.grammar)]
+
+
+def test_each_candidate_is_scored_with_itself_as_the_draft(client_for):
+    client = client_for()
+    body = client.post("/v1/sql", json={"question": QUESTION}).json()
+    forced = [r for r in client.engine.requests if r.params.grammar and r.params.logprobs]
+    assert len(forced) == 3
+    assert len({sql_skeleton(t) for t in _forced_texts(client.engine)}) == 3  # three different shapes
+    for request in forced:
+        prompt = client.engine.detokenize(request.prompt_tokens)
+        draft = prompt.rsplit(DRAFT_LABEL, 1)[1].split("<assistant>")[0].strip()
+        assert draft == _FORCED.match(request.params.grammar).group(1)
+    assert body["status"] == "ok" and body["attempts"][0]["source"] == "candidate"
+
+
+def test_the_most_likely_candidate_answers_even_when_retrieval_ranks_it_last(client_for):
+    # Equal per-token scores: fewer tokens is more likely. Make the 3rd candidate the best instead.
+    client = client_for()
+    client.post("/v1/sql", json={"question": QUESTION})
+    texts = _forced_texts(client.engine)
+    favourite = texts[2]
+    client = client_for(logprob_of=lambda sql: -0.01 if sql == favourite else -2.0)
+    body = client.post("/v1/sql", json={"question": QUESTION}).json()
+    assert body["status"] == "ok"
+    first = body["attempts"][0]
+    assert (first["rank"], first["source"]) == (2, "candidate") and first["logprob"] < 0
+    assert first["sql"] == favourite and body["sql"].startswith(favourite)  # the validator adds the row cap
+    assert body["result"] is not None
+    assert not [r for r in client.engine.requests if not r.params.logprobs]  # no free generation
+
+
+def test_a_candidate_that_fails_validation_gives_way_to_the_next(client_for, monkeypatch):
+    from server.services import text_to_sql
+
+    real = text_to_sql.validate_sql
+    calls = []
+
+    def reject_first(sql, *args, **kwargs):
+        calls.append(sql)
+        report = real(sql, *args, **kwargs)
+        if len(calls) == 1:
+            report.valid, report.failed_rule, report.message = False, "test_rule", "rejected by the test"
+        return report
+
+    monkeypatch.setattr(text_to_sql, "validate_sql", reject_first)
+    body = client_for().post("/v1/sql", json={"question": QUESTION}).json()
+    assert [a["stage"] for a in body["attempts"]] == ["validation", "ok"]
+    assert body["attempts"][0]["failed_rule"] == "test_rule" and body["status"] == "ok"
+    assert body["attempts"][1]["source"] == "candidate"
+
+
+def test_without_rerank_the_model_generates(client_for):
+    client = client_for(reply="SELECT COUNT(*) FROM customers", rerank=0)
+    body = client.post("/v1/sql", json={"question": QUESTION}).json()
+    assert body["attempts"][0]["source"] == "model" and body["attempts"][0]["logprob"] is None
+    assert not _forced_texts(client.engine)
+
+
+def test_question_context_scores_without_a_draft(client_for):
+    client = client_for(rerank_context="question")
+    client.post("/v1/sql", json={"question": QUESTION})
+    for request in client.engine.requests:
+        assert DRAFT_LABEL not in client.engine.detokenize(request.prompt_tokens)
+
+
+@pytest.mark.parametrize(("scores", "order"), [
+    ([-3.0, -1.0, -2.0], [1, 2, 0]),
+    ([-1.0, -1.0, -5.0], [0, 1, 2]),          # a tie keeps retrieval order
+    ([None, -9.0, -1.0], [2, 1, 0]),          # unscored goes last
+    ([None, None, None], [0, 1, 2]),          # nothing scored: the baseline's order
+])
+def test_by_likelihood(scores, order):
+    cands = [ScoredCandidate(sql=f"q{i}", rank=i, logprob=s, tokens=3) for i, s in enumerate(scores)]
+    assert [c.rank for c in by_likelihood(cands)] == order
+
+
+def test_forced_grammar_escapes_quotes_and_backslashes():
+    assert forced_grammar('SELECT "a\\b"') == 'root ::= "SELECT \\"a\\\\b\\""\n'
