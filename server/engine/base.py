@@ -32,6 +32,10 @@ class SamplingParams:
     top_logprobs: int = 0
     # A llama.cpp GBNF grammar the output must match (JSON schema, SQL over a live schema).
     grammar: str | None = None
+    # Teacher forcing: emit exactly these tokens (no sampling), then stop. With `logprobs`, each
+    # comes with the model's log-probability of it: a score of a given text (Text-to-SQL's
+    # candidate ranking, server/sql/choice.py), spelled as the tokenizer spells it.
+    forced_tokens: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)

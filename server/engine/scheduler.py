@@ -348,11 +348,12 @@ class Scheduler:
     def _sample(self, slot: Slot) -> None:
         job = slot.job
         params = job.request.params
-        token = slot.sampler.sample(self._ctx, slot.batch_index)
+        forced = params.forced_tokens
+        token = forced[slot.n_generated] if forced else slot.sampler.sample(self._ctx, slot.batch_index)
         now = time.perf_counter()
         if slot.first_token_at is None:
             slot.first_token_at = now
-        if llama_cpp.llama_vocab_is_eog(self._vocab, token):
+        if not forced and llama_cpp.llama_vocab_is_eog(self._vocab, token):
             return self._finish(slot, "stop")
         slot.n_generated += 1
         logprob, top = None, ()
@@ -362,7 +363,7 @@ class Scheduler:
         text = slot.text.feed(self._piece(token))
         if text or params.logprobs:
             job.emit(TokenEvent(text=text, token_ids=(token,), logprob=logprob, top_logprobs=top))
-        if slot.text.stopped:
+        if slot.text.stopped or (forced and slot.n_generated >= len(forced)):
             return self._finish(slot, "stop")
         if slot.n_generated >= params.max_tokens or len(slot.cached) + 1 >= self._n_ctx_per_seq:
             return self._finish(slot, "length")

@@ -3,7 +3,7 @@
 One forced generation per candidate, all at once: the engine's scheduler decodes them side by
 side in one batch, and their prompts share the cached schema prefix. A candidate costs its own
 prompt tail (question and draft, ~100 tokens) and one decode step per token of its SQL (~40-90),
-with no sampling choice left to the model: the grammar accepts exactly the candidate's text.
+teacher-forced (SamplingParams.forced_tokens): the model samples nothing, it only scores.
 """
 
 from __future__ import annotations
@@ -14,12 +14,10 @@ from collections.abc import Callable, Sequence
 
 from ..engine.base import Engine, FinishEvent, GenerationRequest, SamplingParams
 from ..metrics import Metrics
-from ..sql.choice import ScoredCandidate, answer_text, forced_grammar
+from ..sql.choice import ScoredCandidate, answer_text
 from .generation import new_id, prefix_boundary, run_to_end
 
 log = logging.getLogger("hearth.sql")
-
-END_MARGIN = 4  # tokens past the candidate's own count: the end-of-turn token, and tokenizer slack
 
 
 async def score_candidates(
@@ -37,25 +35,28 @@ async def score_candidates(
     deadline, or text the tokenizer cannot reproduce) keeps `logprob` None."""
     jobs = [_score(engine, sql, messages_for(sql), metrics, timeout_s, shared, on_finish) for sql in candidates]
     scores = await asyncio.gather(*jobs)
-    return [ScoredCandidate(sql=sql, rank=rank, logprob=lp, tokens=n)
-            for rank, (sql, (lp, n)) in enumerate(zip(candidates, scores))]
+    return [ScoredCandidate(sql=sql, rank=rank, logprob=lp, tokens=len(ids), token_ids=ids)
+            for rank, (sql, (lp, ids)) in enumerate(zip(candidates, scores))]
 
 
 async def _score(engine: Engine, sql: str, messages: list[dict], metrics: Metrics | None, timeout_s: float,
-                 shared: str, on_finish) -> tuple[float | None, int]:
+                 shared: str, on_finish) -> tuple[float | None, tuple[int, ...]]:
     text = answer_text(sql)
     prompt = engine.render_chat(messages, add_generation_prompt=True)
     tokens = engine.tokenize(prompt, add_special=False, parse_special=True)
-    budget = len(engine.tokenize(text, add_special=False, parse_special=False)) + END_MARGIN
-    if len(tokens) + budget > engine.n_ctx:
-        log.info("candidate not scored: %d prompt + %d answer tokens exceed n_ctx %d", len(tokens), budget, engine.n_ctx)
-        return None, 0
-    params = SamplingParams(max_tokens=budget, temperature=0.0, grammar=forced_grammar(text), logprobs=True)
+    answer = tuple(engine.tokenize(text, add_special=False, parse_special=False))
+    if len(tokens) + len(answer) + 1 > engine.n_ctx:
+        log.info("candidate not scored: %d prompt + %d answer tokens exceed n_ctx %d", len(tokens), len(answer), engine.n_ctx)
+        return None, ()
+    # Teacher forcing, spelled as the tokenizer spells it (as training saw it). A grammar that
+    # accepts only the text would let greedy decoding spell it in odd pieces ("B" "e" "r"...),
+    # each scored low, whenever the model's favourite token does not fit.
+    params = SamplingParams(max_tokens=len(answer), temperature=0.0, forced_tokens=answer, logprobs=True)
     request = GenerationRequest(tuple(tokens), params, new_id("sqlscore"), prefix_boundary(engine, prompt, tokens, shared))
     out = await run_to_end(engine, request, metrics, engine.name, None, timeout_s)
     if out.finish is not None and on_finish is not None:
         on_finish(out.finish)
-    if out.timed_out or out.text.strip() != text or any(t.logprob is None for t in out.tokens):
-        log.info("candidate not scored (timed out: %s; text matched: %s)", out.timed_out, out.text.strip() == text)
-        return None, 0
-    return sum(t.logprob for t in out.tokens), len(out.tokens)
+    if out.timed_out or len(out.tokens) != len(answer) or any(t.logprob is None for t in out.tokens):
+        log.info("candidate not scored (timed out: %s; %d of %d tokens)", out.timed_out, len(out.tokens), len(answer))
+        return None, ()
+    return sum(t.logprob for t in out.tokens), tuple(i for t in out.tokens for i in t.token_ids)

@@ -10,9 +10,9 @@ would you have written?
 
 Each candidate is scored in the prompt the model was trained on (the question with that candidate
 as its draft: `context="draft"`), or with no draft at all (`context="question"`, for a model
-trained with `draft: false`), by forcing its tokens through a grammar that accepts exactly its
-text and summing the log-probabilities of the raw logits (server/engine/sampling.py
-`logprobs_at`: before grammar and temperature). Pure helpers here; the service scores.
+trained with `draft: false`): its tokens are teacher-forced (SamplingParams.forced_tokens) and
+the log-probabilities of the raw logits summed (server/engine/sampling.py `logprobs_at`). Pure
+helpers here; server/services/sql_candidates.py scores.
 """
 
 from __future__ import annotations
@@ -20,16 +20,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .grammar import _literal
 from .prompt import sql_answer
 
 CONTEXTS = ("draft", "question")
-
-
-def forced_grammar(text: str) -> str:
-    """GBNF that accepts exactly `text`: greedy decoding under it yields `text`, one token at a
-    time, while the logits stay the model's own."""
-    return f"root ::= {_literal(text)}\n"
 
 
 def answer_text(sql: str) -> str:
@@ -43,6 +36,7 @@ class ScoredCandidate:
     rank: int  # retrieval rank, 0 = the nearest pair's shape (the template baseline's answer)
     logprob: float | None = None  # sum over the answer's tokens; None: scoring failed or was cut
     tokens: int = 0
+    token_ids: tuple[int, ...] = ()  # the tokens scored
 
     @property
     def mean_logprob(self) -> float | None:

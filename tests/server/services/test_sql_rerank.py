@@ -1,14 +1,11 @@
 """sql.rerank's control flow on the real sample SQLite database, with a fake engine that scores.
 
-The fake honours the forced grammar (it replies with exactly the candidate's text) and gives each
-token a log-probability from a rule, so these tests decide which candidate "the model" prefers.
+The fake honours teacher forcing (it replies with exactly the forced tokens) and gives each token a
+log-probability from a rule, so these tests decide which candidate "the model" prefers.
 tests/server/test_sql_engines.py scores candidates with the real model.
 """
 
 from __future__ import annotations
-
-import dataclasses
-import re
 
 import pytest
 from fastapi.testclient import TestClient
@@ -16,30 +13,30 @@ from fastapi.testclient import TestClient
 from server.app import create_app
 from server.settings import ServerSettings
 from server.sql.canonical import sql_skeleton
-from server.sql.choice import ScoredCandidate, by_likelihood, forced_grammar
+from server.engine.base import FinishEvent, TokenEvent
+from server.sql.choice import ScoredCandidate, by_likelihood
 from server.sql.prompt import DRAFT_LABEL
 from tests.fakes import FakeEngine
 
-_FORCED = re.compile(r'^root ::= "((?:[^"\\]|\\.)*)"\s*$', re.S)
-
-
 class ScoringEngine(FakeEngine):
-    """Forced generations reply with the grammar's text, each token (word) scored by `logprob_of`;
-    anything else replies with `reply`."""
+    """Forced generations reply with the forced tokens (characters, for this fake), each scored
+    `logprob_of(text)`; anything else replies with `reply`."""
 
     def __init__(self, logprob_of, reply: str = "SELECT 1"):
         super().__init__(n_ctx=8192, reply=reply)
         self.logprob_of = logprob_of
-        self.free_reply = reply
 
     async def generate(self, request):
-        forced = _FORCED.match(request.params.grammar or "")
-        reply = forced.group(1).replace('\\"', '"').replace("\\\\", "\\") if forced else self.free_reply
-        self.reply = reply  # read by FakeEngine.generate before its first event
-        async for event in super().generate(request):
-            if forced and getattr(event, "logprob", None) is not None:
-                event = dataclasses.replace(event, logprob=self.logprob_of(reply))
-            yield event
+        forced = request.params.forced_tokens
+        if not forced:
+            async for event in super().generate(request):
+                yield event
+            return
+        self.requests.append(request)
+        text = self.detokenize(forced)
+        for token in forced:
+            yield TokenEvent(text=chr(token), token_ids=(token,), logprob=self.logprob_of(text))
+        yield FinishEvent("stop", len(request.prompt_tokens), len(forced))
 
 
 @pytest.fixture()
@@ -62,20 +59,19 @@ QUESTION = "Which customers are based in Calgary?"
 
 
 def _forced_texts(engine) -> list[str]:
-    return [_FORCED.match(r.params.grammar).group(1) for r in engine.requests
-            if r.params.grammar and _FORCED.match(r.params.grammar)]
+    return [engine.detokenize(r.params.forced_tokens) for r in engine.requests if r.params.forced_tokens]
 
 
 def test_each_candidate_is_scored_with_itself_as_the_draft(client_for):
     client = client_for()
     body = client.post("/v1/sql", json={"question": QUESTION}).json()
-    forced = [r for r in client.engine.requests if r.params.grammar and r.params.logprobs]
+    forced = [r for r in client.engine.requests if r.params.forced_tokens and r.params.logprobs]
     assert len(forced) == 3
     assert len({sql_skeleton(t) for t in _forced_texts(client.engine)}) == 3  # three different shapes
     for request in forced:
         prompt = client.engine.detokenize(request.prompt_tokens)
         draft = prompt.rsplit(DRAFT_LABEL, 1)[1].split("<assistant>")[0].strip()
-        assert draft == _FORCED.match(request.params.grammar).group(1)
+        assert draft == client.engine.detokenize(request.params.forced_tokens)
     assert body["status"] == "ok" and body["attempts"][0]["source"] == "candidate"
 
 
@@ -92,7 +88,7 @@ def test_the_most_likely_candidate_answers_even_when_retrieval_ranks_it_last(cli
     assert (first["rank"], first["source"]) == (2, "candidate") and first["logprob"] < 0
     assert first["sql"] == favourite and body["sql"].startswith(favourite)  # the validator adds the row cap
     assert body["result"] is not None
-    assert not [r for r in client.engine.requests if not r.params.logprobs]  # no free generation
+    assert not [r for r in client.engine.requests if not r.params.forced_tokens]  # no free generation
 
 
 def test_a_candidate_that_fails_validation_gives_way_to_the_next(client_for, monkeypatch):
@@ -139,6 +135,3 @@ def test_by_likelihood(scores, order):
     cands = [ScoredCandidate(sql=f"q{i}", rank=i, logprob=s, tokens=3) for i, s in enumerate(scores)]
     assert [c.rank for c in by_likelihood(cands)] == order
 
-
-def test_forced_grammar_escapes_quotes_and_backslashes():
-    assert forced_grammar('SELECT "a\\b"') == 'root ::= "SELECT \\"a\\\\b\\""\n'
