@@ -122,10 +122,10 @@ class SqlSettings(BaseModel):
         "the question's values filled in) by the model's likelihood and answer the most likely one that passes "
         "validation; free generation only when none does. 0 or 1: generate (server/sql/choice.py says why).",
     )
-    rerank_context: Literal["draft", "question"] = Field(
-        "draft", description="With sql.rerank, the prompt each candidate is scored in: draft = the question with "
-        "that candidate as its draft (a model trained with draft: true); question = the question alone (a model "
-        "trained with draft: false).",
+    rerank_context: Literal["served", "own_draft", "question"] = Field(
+        "served", description="With sql.rerank, the prompt each candidate is scored in: served = the prompt free "
+        "generation gets (the question and its draft(s), as trained); own_draft = the question with that candidate "
+        "as its draft; question = the question alone (a model trained with draft: false).",
     )
     max_prompt_tables: int = Field(12, ge=1, description="Prune the schema to this many tables.")
     default_database: str | None = Field(None, description="Database used when a request names none.")

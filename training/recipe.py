@@ -115,7 +115,7 @@ class EvalConfig(BaseModel):
     sql_few_shot_k: int = Field(0, ge=0, le=20, description="Serve with this sql.few_shot_k (retrieved examples per prompt).")
     sql_drafts: int = Field(1, ge=1, le=5, description="Serve with this sql.drafts (candidate drafts per prompt).")
     sql_rerank: int = Field(0, ge=0, le=8, description="Serve with this sql.rerank (template candidates the model ranks; 0: generate).")
-    sql_rerank_context: Literal["draft", "question"] = Field("draft", description="Serve with this sql.rerank_context.")
+    sql_rerank_context: Literal["served", "own_draft", "question"] = Field("served", description="Serve with this sql.rerank_context.")
     defog_dir: str | None = Field(None, description="defog sql-eval data folder (default ../shared/data/defog).")
 
     def served_sql(self) -> dict:
@@ -191,7 +191,7 @@ class Recipe(BaseSettings):
             return {}
         served = {"few_shot_k": src.few_shot_k, "draft": src.draft, "drafts": src.drafts}
         if src.rerank > 1:  # candidates are scored in the prompt the model was trained on
-            served |= {"rerank": src.rerank, "rerank_context": "draft" if src.draft else "question"}
+            served |= {"rerank": src.rerank, "rerank_context": "served"}
         return served
 
     def eval_config(self, **overrides) -> "EvalConfig":

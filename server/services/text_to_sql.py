@@ -165,7 +165,7 @@ class SqlService:
         if self.options.rerank > 1 and pairs is not None:
             t0 = time.perf_counter()
             scored = await self._ranked_candidates(engine, pairs, schema, req.question, dialect, tables, shared,
-                                                   usage, self.options.generation_timeout_s)
+                                                   messages, usage, self.options.generation_timeout_s)
             timings.generation_ms += _ms(t0)
         # The model's most likely candidate goes first, then the others in its order; a candidate
         # that fails validation or execution is dropped for the next. Free generation follows
@@ -249,15 +249,18 @@ class SqlService:
         return "ok", report, result, None
 
     async def _ranked_candidates(self, engine, pairs: TemplateBaseline, schema: DatabaseSchema, question: str,
-                                 dialect: str, tables, shared: str, usage: _Usage,
+                                 dialect: str, tables, shared: str, served: list[dict], usage: _Usage,
                                  timeout_s: float) -> list[ScoredCandidate]:
         """The nearest `sql.rerank` template candidates (different SQL shapes, this question's
         values filled in), most likely first by the model (server/sql/choice.py)."""
         sqls = [a.sql for a in pairs.answers(question, self.options.rerank) if a.sql]
-        with_draft = self.options.rerank_context == "draft"
+        context = self.options.rerank_context
 
         def messages_for(sql: str) -> list[dict]:
-            return sql_messages(schema, question, dialect=dialect, tables=tables, draft=sql if with_draft else None)
+            if context == "served":  # the prompt free generation gets: one prefix for every candidate
+                return served
+            return sql_messages(schema, question, dialect=dialect, tables=tables,
+                                draft=sql if context == "own_draft" else None)
 
         def count(finish) -> None:
             usage.prompt += finish.prompt_tokens

@@ -62,8 +62,8 @@ def _forced_texts(engine) -> list[str]:
     return [engine.detokenize(r.params.forced_tokens) for r in engine.requests if r.params.forced_tokens]
 
 
-def test_each_candidate_is_scored_with_itself_as_the_draft(client_for):
-    client = client_for()
+def test_own_draft_context_scores_each_candidate_with_itself_as_the_draft(client_for):
+    client = client_for(rerank_context="own_draft")
     body = client.post("/v1/sql", json={"question": QUESTION}).json()
     forced = [r for r in client.engine.requests if r.params.forced_tokens and r.params.logprobs]
     assert len(forced) == 3
@@ -116,6 +116,15 @@ def test_without_rerank_the_model_generates(client_for):
     body = client.post("/v1/sql", json={"question": QUESTION}).json()
     assert body["attempts"][0]["source"] == "model" and body["attempts"][0]["logprob"] is None
     assert not _forced_texts(client.engine)
+
+
+def test_served_context_scores_every_candidate_after_the_prompt_generation_gets(client_for):
+    client = client_for()
+    client.post("/v1/sql", json={"question": QUESTION})
+    prompts = {tuple(r.prompt_tokens) for r in client.engine.requests if r.params.forced_tokens}
+    assert len(prompts) == 1
+    prompt = client.engine.detokenize(next(iter(prompts)))
+    assert _forced_texts(client.engine)[0] in prompt.rsplit(DRAFT_LABEL, 1)[1]  # the first candidate is the draft
 
 
 def test_question_context_scores_without_a_draft(client_for):
