@@ -7,6 +7,8 @@ tests/server/test_sql_engines.py scores candidates with the real model.
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 from fastapi.testclient import TestClient
 
@@ -41,18 +43,16 @@ class ScoringEngine(FakeEngine):
 
 @pytest.fixture()
 def client_for(data_dir):
-    clients = []
+    with contextlib.ExitStack() as stack:  # every client made in a test is closed after it
 
-    def make(logprob_of=lambda sql: -0.5, reply="SELECT 1", **sql) -> TestClient:
-        engine = ScoringEngine(logprob_of, reply)
-        client = TestClient(create_app(ServerSettings(sql={"rerank": 3, **sql}), engine))
-        client.engine = engine
-        clients.append(client.__enter__())
-        return client
+        def make(logprob_of=lambda sql: -0.5, reply="SELECT 1", **sql) -> TestClient:
+            engine = ScoringEngine(logprob_of, reply)
+            app = create_app(ServerSettings(sql={"rerank": 3, **sql}), engine)
+            client = stack.enter_context(TestClient(app))
+            client.engine = engine
+            return client
 
-    yield make
-    for client in clients:
-        client.__exit__(None, None, None)
+        yield make
 
 
 QUESTION = "Which customers are based in Calgary?"
