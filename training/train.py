@@ -340,7 +340,7 @@ def train(recipe: Recipe, *, resume: bool = False, progress: bool = True, stop_a
                # CPU time / threads: what the wall time would be on an otherwise idle machine.
                "cpu_seconds": round(state.get("cpu_seconds", 0.0), 1), "threads": torch.get_num_threads(),
                "processes": world,
-               "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 3)}
+               "peak_rss_gb": round(peak_rss_gb(), 3)}
     if main:
         write_json(run / "train_summary.json", summary)
     _end(acc)
@@ -352,3 +352,14 @@ def _end(acc) -> None:
     if acc:
         acc.wait_for_everyone()
         acc.end_training()
+
+
+def peak_rss_gb() -> float:
+    """This process's peak resident set (GB). VmHWM belongs to the address space exec made, while
+    ru_maxrss carries over from the parent across fork: a run started from a 2 GB pytest process
+    reported a 2.19 GB peak that alone was 0.79 GB."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 2**20  # kB
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
