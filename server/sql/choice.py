@@ -8,9 +8,9 @@ question says Ireland). Generating freely, the same small model mostly copies th
 shown. Reading its likelihood instead asks a question it answers better: which of these queries
 would you have written?
 
-Each candidate is scored in the prompt the model was trained on (the question with that candidate
-as its draft: `context="draft"`), or with no draft at all (`context="question"`, for a model
-trained with `draft: false`): its tokens are teacher-forced (SamplingParams.forced_tokens) and
+Each candidate is scored after a prompt (`sql.rerank_context`): the one free generation gets
+(`served`), the question with that candidate as its draft (`own_draft`), or the question alone
+(`question`, for a model trained with `draft: false`): its tokens are teacher-forced (SamplingParams.forced_tokens) and
 the log-probabilities of the raw logits summed (server/engine/sampling.py `logprobs_at`). Pure
 helpers here; server/services/sql_candidates.py scores.
 
@@ -26,9 +26,6 @@ from dataclasses import dataclass
 
 from .prompt import sql_answer
 
-CONTEXTS = ("draft", "question")
-
-
 def answer_text(sql: str) -> str:
     """The assistant reply a candidate is scored as: the SQL on one line, as training targets are."""
     return sql_answer(sql)
@@ -41,10 +38,6 @@ class ScoredCandidate:
     logprob: float | None = None  # sum over the answer's tokens; None: scoring failed or was cut
     tokens: int = 0
     token_ids: tuple[int, ...] = ()  # the tokens scored
-
-    @property
-    def mean_logprob(self) -> float | None:
-        return None if self.logprob is None or not self.tokens else self.logprob / self.tokens
 
 
 def by_likelihood(candidates: Sequence[ScoredCandidate]) -> list[ScoredCandidate]:
