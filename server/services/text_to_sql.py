@@ -61,6 +61,12 @@ class _Usage:
     cached: int = 0
     ttft_ms: float | None = None
 
+    def add(self, finish) -> None:
+        """Counts one generation's tokens (a FinishEvent)."""
+        self.prompt += finish.prompt_tokens
+        self.completion += finish.completion_tokens
+        self.cached += finish.cached_tokens
+
 
 class SqlService:
     def __init__(self, settings: ServerSettings, metrics: Metrics | None = None):
@@ -262,13 +268,8 @@ class SqlService:
             return sql_messages(schema, question, dialect=dialect, tables=tables,
                                 draft=sql if context == "own_draft" else None)
 
-        def count(finish) -> None:
-            usage.prompt += finish.prompt_tokens
-            usage.completion += finish.completion_tokens
-            usage.cached += finish.cached_tokens
-
         scored = await score_candidates(engine, sqls, messages_for, metrics=self.metrics, timeout_s=timeout_s,
-                                        shared=shared, on_finish=count)
+                                        shared=shared, on_finish=usage.add)
         return by_likelihood(scored)
 
     async def _complete(self, engine, messages: list[dict], grammar: str | None, max_tokens: int | None,
@@ -289,9 +290,7 @@ class SqlService:
                                     prefix_boundary(engine, prompt, tokens, shared))
         out = await run_to_end(engine, request, self.metrics, engine.name, is_disconnected, timeout_s)
         if out.finish is not None:
-            usage.prompt += out.finish.prompt_tokens
-            usage.completion += out.finish.completion_tokens
-            usage.cached += out.finish.cached_tokens
+            usage.add(out.finish)
             if usage.ttft_ms is None and out.finish.time_to_first_token_s is not None:
                 usage.ttft_ms = round(out.finish.time_to_first_token_s * 1000, 3)
         return out.text, out.timed_out
