@@ -127,6 +127,13 @@ class SqlSettings(BaseModel):
         "generation gets (the question and its draft(s), as trained); own_draft = the question with that candidate "
         "as its draft; question = the question alone (a model trained with draft: false).",
     )
+    template_first: bool = Field(
+        False, description="Answer with the template baseline's query itself (the nearest example pair's SQL "
+        "with the question's literal values filled in), without the model, when every literal of that pair was "
+        "re-filled from the question and the query passes validation and execution; the model writes the SQL "
+        "for every other question. A slot left unfilled means the pair asks about something the question does "
+        "not (server/sql/baseline.py: on the sample, no such template was right on the test split).",
+    )
     max_prompt_tables: int = Field(12, ge=1, description="Prune the schema to this many tables.")
     default_database: str | None = Field(None, description="Database used when a request names none.")
 

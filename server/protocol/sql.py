@@ -78,9 +78,10 @@ class Attempt(BaseModel):
     failed_rule: str | None = None
     error: str | None = Field(None, description="Why the attempt failed (validation or execution).")
     stage: Literal["generation", "validation", "execution", "timeout", "ok"] = "ok"
-    source: Literal["model", "candidate"] = Field(
+    source: Literal["model", "candidate", "template"] = Field(
         "model", description="model: the model wrote it; candidate: a template candidate the model ranked "
-        "(sql.rerank), tried in the model's order.")
+        "(sql.rerank), tried in the model's order; template: the template baseline's filled query, every "
+        "slot filled from the question (sql.template_first), no model involved.")
     logprob: float | None = Field(None, description="A candidate's log-probability under the model (sum over its tokens).")
     rank: int | None = Field(None, description="A candidate's retrieval rank: 0 is the nearest pair's shape, the "
                              "template baseline's own answer.")

@@ -1,7 +1,9 @@
 """Text-to-SQL: question → prompt → (constrained) generation → validation → read-only execution.
 
     SqlService.generate()   POST /v1/sql: up to `max_attempts` tries; after a rejected or failed
-                            query the model sees its SQL and the error and writes another
+                            query the model sees its SQL and the error and writes another.
+                            With sql.template_first a template whose values all fit the
+                            question answers first, and the model writes only the rest
     SqlService.validate()   POST /v1/sql/validate: the same validator (and executor) on SQL
                             a caller wrote
     SqlService.databases()  GET /v1/sql/databases: the configured databases and their schemas
@@ -119,7 +121,7 @@ class SqlService:
                 log.warning("database %s: cannot read examples %s (%s); no few-shot examples", database.name, path, exc)
                 self._examples[database.name] = None
                 return None
-            values = ValueIndex.for_database(database) if self.options.draft else None
+            values = ValueIndex.for_database(database) if self.options.draft or self.options.template_first else None
             self._examples[database.name] = TemplateBaseline(examples, values, dialect=dialect)
         return self._examples[database.name]
 
@@ -159,8 +161,8 @@ class SqlService:
         tables = prune_tables(schema, req.question, self.options.max_prompt_tables)
         pairs = await asyncio.to_thread(self.examples, database, schema.dialect)
         shots = pairs.index.nearest(req.question, self.options.few_shot_k) if pairs else []
-        draft = ([a.sql for a in pairs.answers(req.question, self.options.drafts)]
-                 if pairs and self.options.draft else None)
+        nearest = pairs.answers(req.question, self.options.drafts) if pairs else []
+        draft = [a.sql for a in nearest] if nearest and self.options.draft else None
         messages = sql_messages(schema, req.question, dialect=dialect, tables=tables, examples=shots, draft=draft)
         shared = _schema_prefix_text(engine, schema, dialect, tables)
         grammar = sql_grammar(schema, tables, dialect=dialect) if constrained else None
@@ -168,7 +170,13 @@ class SqlService:
         timings, usage, attempts = Timings(), _Usage(), []
         status, final, result = "rejected", None, None
         scored = None
-        if self.options.rerank > 1 and pairs is not None:
+        if self.options.template_first and nearest and nearest[0].fits:
+            # The template's own query, when its values all fit: no model call (milliseconds).
+            attempt = Attempt(number=1, raw=nearest[0].sql, sql=nearest[0].sql, source="template")
+            attempts.append(attempt)
+            status, final, result, _ = await self._check(database, schema, dialect, max_rows, req.execute,
+                                                         attempt, timings)
+        if final is None and self.options.rerank > 1 and pairs is not None:
             t0 = time.perf_counter()
             scored = await self._ranked_candidates(engine, pairs, schema, req.question, dialect, tables, shared,
                                                    messages, usage, self.options.generation_timeout_s)

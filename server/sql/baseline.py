@@ -191,6 +191,14 @@ class BaselineAnswer:
     filled: list[tuple[str, str]] = field(default_factory=list)  # (old literal, new literal)
     unfilled: int = 0  # slots that kept the neighbour's value for want of a new one
 
+    @property
+    def fits(self) -> bool:
+        """Every literal slot of the neighbour was re-filled from the question. A slot left as it
+        was means the neighbour asks about something this question does not name (its city, its
+        year): on the sample's splits such a template was right for 3 of 35 training questions
+        (leave-one-out) and none of 50 test questions, against 82% and 96% of those that fit."""
+        return self.sql is not None and self.unfilled == 0
+
 
 class TemplateBaseline:
     """Nearest training question, its SQL with the literals re-filled from the new question."""

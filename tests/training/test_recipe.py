@@ -36,3 +36,17 @@ def test_typos_and_bad_values_are_errors(tmp_path):
         load_recipe(path)
     with pytest.raises(ValidationError):
         load_recipe(None, ["sources=[{name: a, kind: chat, role: general}]"])  # no domain source
+
+
+@pytest.mark.parametrize(("source", "served"), [
+    ("{name: s, kind: sql, path: p.jsonl}", {"few_shot_k": 0, "draft": True, "drafts": 1}),
+    ("{name: s, kind: sql, path: p.jsonl, template_first: true, rerank: 3}",
+     {"few_shot_k": 0, "draft": True, "drafts": 1, "rerank": 3, "rerank_context": "served", "template_first": True}),
+    ("{name: s, kind: chat, path: p.jsonl}", {}),
+])
+def test_served_sql_follows_the_sql_source_into_serving_and_eval(tmp_path, source, served):
+    path = tmp_path / "r.yaml"
+    path.write_text(f"name: x\nsources: [{source}]\n")
+    recipe = load_recipe(path)
+    assert recipe.served_sql() == served
+    assert recipe.eval_config().served_sql()["template_first"] is served.get("template_first", False)

@@ -53,7 +53,8 @@ def percentile(values, q: float) -> float:
 
 
 def summarise(records: list[dict], latency_ok: bool = True) -> dict:
-    """Execution accuracy (overall, by category, by seen/unseen shape), empty-gold items apart,
+    """Execution accuracy (overall, by category, by seen/unseen shape, by who wrote the answer when
+    not only the model did), empty-gold items apart,
     validity, rejections by rule, self-correction rescues, latency p50/p95 (ms).
 
     `latency_ok` False withholds latency (other work shared the cores while measuring).
@@ -73,6 +74,8 @@ def summarise(records: list[dict], latency_ok: bool = True) -> dict:
         }
         if any(r["seen_shape"] is not None for r in main):
             out["by_seen_shape"] = _breakdown([r for r in main if r["seen_shape"] is not None], "seen_shape")
+        if any(r.get("source") not in (None, "model") for r in main):  # who wrote the answers (sql.template_first, sql.rerank)
+            out["by_source"] = _breakdown([r | {"source": r.get("source") or "none"} for r in main], "source")
     out["unscorable"] = sum(1 for r in records if r.get("unscorable"))
     refusals = [r for r in records if "refused" in r]
     if refusals:

@@ -90,8 +90,20 @@ def test_a_value_from_another_column_is_not_used(baseline: TemplateBaseline) -> 
     assert "city = 'Berlin'" in answer.sql and answer.unfilled == 1
 
 
+@pytest.mark.parametrize("question, fits", [
+    ("How many customers are in Lyon?", True),            # the one slot filled
+    ("Which 10 products cost the most?", True),
+    ("Which products cost the most?", False),             # LIMIT 5 kept for want of a number
+    ("How many customers are in Germany?", False),        # a country cannot fill the city slot
+    ("How many active products are there in total?", True),  # no slots at all
+])
+def test_fits_means_every_slot_was_filled(baseline: TemplateBaseline, question: str, fits: bool) -> None:
+    assert baseline.answer(question).fits is fits
+
+
 def test_no_training_pairs_means_no_answer() -> None:
     assert TemplateBaseline([]).answer("anything").sql is None
+    assert not TemplateBaseline([]).answer("anything").fits
 
 
 def test_mentions_kinds_and_order() -> None:

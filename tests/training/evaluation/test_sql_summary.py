@@ -109,3 +109,13 @@ def test_a_timed_out_question_counts_as_wrong_instead_of_ending_the_run():
     client = httpx.Client(base_url="http://test", transport=httpx.MockTransport(hang))
     record = ask_server(client, sample_items(limit=1)[0], constrained=True)
     assert record["status"] == "timeout" and record["rows"] is None
+
+
+def test_by_source_only_when_something_other_than_the_model_answered() -> None:
+    def rec(source, rows):
+        return score(_item([Gold([[1]])], seen=True), _record(rows=rows) | {"source": source})
+
+    mixed = [rec("template", [[1]]), rec("template", [[1]]), rec("model", [[2]]), rec(None, None)]
+    assert summarise(mixed)["by_source"] == {"model": {"n": 1, "ex_pct": 0.0}, "none": {"n": 1, "ex_pct": 0.0},
+                                             "template": {"n": 2, "ex_pct": 100.0}}
+    assert "by_source" not in summarise([rec("model", [[1]]), rec(None, None)])

@@ -1,0 +1,74 @@
+"""sql.template_first on the real sample SQLite database: the template's own query answers when
+its values all fit the question, and the model (a fake engine here) writes the rest."""
+
+from __future__ import annotations
+
+import contextlib
+
+import pytest
+from fastapi.testclient import TestClient
+
+from server.app import create_app
+from server.settings import ServerSettings
+from server.sql.prompt import DRAFT_LABEL
+from tests.fakes import FakeEngine
+
+FITS = "Which customers are based in Calgary?"  # customers_in_city: the city slot takes Calgary
+# The nearest pair names a value this question does not (its city stays): the template does not fit.
+DOES_NOT_FIT = "What can customers buy for under $3 among products we still sell?"
+REPLY = "SELECT product_name, unit_price FROM products WHERE unit_price < 3 AND discontinued = 0"
+
+
+@pytest.fixture()
+def client_for(data_dir):
+    with contextlib.ExitStack() as stack:
+
+        def make(**sql) -> TestClient:
+            engine = FakeEngine(n_ctx=8192, reply=REPLY)
+            client = stack.enter_context(TestClient(create_app(ServerSettings(sql=sql), engine)))
+            client.engine = engine
+            return client
+
+        yield make
+
+
+def test_a_fitting_template_answers_without_the_model(client_for):
+    client = client_for(template_first=True)
+    body = client.post("/v1/sql", json={"question": FITS}).json()
+    assert body["status"] == "ok" and not client.engine.requests
+    (attempt,) = body["attempts"]
+    assert attempt["source"] == "template" and "'Calgary'" in attempt["sql"]
+    assert body["result"]["rows"] and body["usage"]["completion_tokens"] == 0
+
+
+def test_a_template_that_does_not_fit_goes_to_the_model_with_its_draft(client_for):
+    client = client_for(template_first=True)
+    body = client.post("/v1/sql", json={"question": DOES_NOT_FIT}).json()
+    assert [a["source"] for a in body["attempts"]] == ["model"]
+    assert body["attempts"][0]["sql"] == REPLY and body["status"] == "ok"
+    (request,) = client.engine.requests
+    assert DRAFT_LABEL in client.engine.detokenize(request.prompt_tokens)  # as trained: the draft is still shown
+
+
+def test_a_fitting_template_that_fails_validation_gives_way_to_the_model(client_for, monkeypatch):
+    from server.services import text_to_sql
+
+    real = text_to_sql.validate_sql
+
+    def reject_templates(sql, *args, **kwargs):
+        report = real(sql, *args, **kwargs)
+        if "Calgary" in sql:
+            report.valid, report.failed_rule, report.message = False, "test_rule", "rejected by the test"
+        return report
+
+    monkeypatch.setattr(text_to_sql, "validate_sql", reject_templates)
+    client = client_for(template_first=True)
+    body = client.post("/v1/sql", json={"question": FITS}).json()
+    assert [(a["source"], a["stage"]) for a in body["attempts"]] == [("template", "validation"), ("model", "ok")]
+    assert len(client.engine.requests) == 1 and body["status"] == "ok"
+
+
+def test_off_by_default_the_model_always_writes(client_for):
+    client = client_for()
+    body = client.post("/v1/sql", json={"question": FITS}).json()
+    assert [a["source"] for a in body["attempts"]] == ["model"] and len(client.engine.requests) == 1
