@@ -138,6 +138,8 @@ class GateConfig(BaseModel):
     max_quant_drop_points: float | None = Field(
         1.0, ge=0, description="Candidate SQL EX at most this many points below the reference (None: no check).")
     must_beat_baseline: bool = Field(True, description="Candidate SQL EX strictly above the template baseline's.")
+    must_beat_base: bool = Field(True, description="Candidate SQL EX strictly above the base variant's (the "
+                                 "un-adapted model, served with the same settings): adaptation must add something.")
     max_general_drop_points: float | None = Field(
         2.0, ge=0, description="General MC accuracy at most this many points below the base (None: no check).")
 

@@ -83,8 +83,8 @@ class Attempt(BaseModel):
         "(sql.rerank), tried in the model's order; template: the template baseline's filled query, every "
         "slot filled from the question (sql.template_first), no model involved.")
     logprob: float | None = Field(None, description="A candidate's log-probability under the model (sum over its tokens).")
-    rank: int | None = Field(None, description="A candidate's retrieval rank: 0 is the nearest pair's shape, the "
-                             "template baseline's own answer.")
+    rank: int | None = Field(None, description="A candidate's or template's retrieval rank among SQL shapes: 0 is "
+                             "the nearest pair's shape, the template baseline's own answer.")
 
 
 class Timings(BaseModel):

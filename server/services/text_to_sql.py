@@ -170,9 +170,11 @@ class SqlService:
         timings, usage, attempts = Timings(), _Usage(), []
         status, final, result = "rejected", None, None
         scored = None
-        if self.options.template_first and nearest and nearest[0].fits:
+        template = self._fitting_template(pairs, req.question) if self.options.template_first and pairs else None
+        if template is not None:
             # The template's own query, when its values all fit: no model call (milliseconds).
-            attempt = Attempt(number=1, raw=nearest[0].sql, sql=nearest[0].sql, source="template")
+            rank, sql = template
+            attempt = Attempt(number=1, raw=sql, sql=sql, source="template", rank=rank)
             attempts.append(attempt)
             status, final, result, _ = await self._check(database, schema, dialect, max_rows, req.execute,
                                                          attempt, timings)
@@ -261,6 +263,14 @@ class SqlService:
             return "execution_error", None, None, exc.message
         timings.execution_ms += _ms(t0)
         return "ok", report, result, None
+
+    def _fitting_template(self, pairs: TemplateBaseline, question: str) -> tuple[int, str] | None:
+        """(shape rank, SQL) of the nearest of `sql.template_shapes` SQL shapes whose template's
+        values all fit the question (BaselineAnswer.fits), or None: then the model writes it."""
+        for rank, answer in enumerate(pairs.answers(question, self.options.template_shapes)):
+            if answer.fits:
+                return rank, answer.sql
+        return None
 
     async def _ranked_candidates(self, engine, pairs: TemplateBaseline, schema: DatabaseSchema, question: str,
                                  dialect: str, tables, shared: str, served: list[dict], usage: _Usage,

@@ -9,6 +9,9 @@ Checks (settings: GateConfig in training/recipe.py; a limit of None turns its ch
                 max_quant_drop_points below the reference's (the unquantized adapted model)
   baseline      the candidate's SQL EX is strictly above the template baseline's: a model that
                 cannot beat nearest-question retrieval is not worth serving
+  base          the candidate's SQL EX is strictly above the base variant's (the un-adapted model
+                served with the same settings): with sql.template_first both answer most questions
+                with the same templates, and only the model's share tells them apart
   general       the candidate's general multiple-choice accuracy is at most
                 max_general_drop_points below the base model's (adaptation must not erase what
                 the base model knew)
@@ -83,6 +86,14 @@ def check_gate(report: dict, gate, candidate: str | None = None) -> GateResult:
             check(False, _missing(f"SQL EX on {split!r}", missing, "Text-to-SQL"))
         else:
             check(cand_ex > base_ex, f"{name} SQL EX {cand_ex}% vs template baseline {base_ex}% on {split} "
+                                     f"(must be higher)")
+    if gate.must_beat_base:
+        base_ex = sql_ex(report, gate.base, split)
+        if cand_ex is None or base_ex is None:
+            missing = name if cand_ex is None else gate.base
+            check(False, _missing(f"SQL EX on {split!r}", missing, "Text-to-SQL"))
+        else:
+            check(cand_ex > base_ex, f"{name} SQL EX {cand_ex}% vs {gate.base} (un-adapted) {base_ex}% on {split} "
                                      f"(must be higher)")
     if gate.max_general_drop_points is not None:
         cand_mc, base_mc = mc_acc(report, name, MC_GENERAL), mc_acc(report, gate.base, MC_GENERAL)

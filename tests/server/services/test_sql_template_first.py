@@ -14,7 +14,7 @@ from server.sql.prompt import DRAFT_LABEL
 from tests.fakes import FakeEngine
 
 FITS = "Which customers are based in Calgary?"  # customers_in_city: the city slot takes Calgary
-# The nearest pair names a value this question does not (its city stays): the template does not fit.
+# The nearest pair names a value this question does not (its country stays): that template does not fit.
 DOES_NOT_FIT = "What can customers buy for under $3 among products we still sell?"
 REPLY = "SELECT product_name, unit_price FROM products WHERE unit_price < 3 AND discontinued = 0"
 
@@ -41,8 +41,17 @@ def test_a_fitting_template_answers_without_the_model(client_for):
     assert body["result"]["rows"] and body["usage"]["completion_tokens"] == 0
 
 
+def test_the_nearest_shape_whose_values_fit_answers(client_for):
+    # The nearest pair (a city INTERSECT) keeps its 'Canada'; the third shape's price slot takes the 3.
+    client = client_for(template_first=True, template_shapes=3)
+    body = client.post("/v1/sql", json={"question": DOES_NOT_FIT}).json()
+    (attempt,) = body["attempts"]
+    assert (attempt["source"], attempt["rank"]) == ("template", 2) and not client.engine.requests
+    assert "unit_price < 3" in attempt["sql"] and body["status"] == "ok"
+
+
 def test_a_template_that_does_not_fit_goes_to_the_model_with_its_draft(client_for):
-    client = client_for(template_first=True)
+    client = client_for(template_first=True, template_shapes=1)
     body = client.post("/v1/sql", json={"question": DOES_NOT_FIT}).json()
     assert [a["source"] for a in body["attempts"]] == ["model"]
     assert body["attempts"][0]["sql"] == REPLY and body["status"] == "ok"

@@ -18,7 +18,7 @@ def sql_summary(ex: float | None, seen: float | None = None, unseen: float | Non
 
 
 def make_report(*, adapted: float = 60.0, q8: float = 59.5, q4: float = 55.0, baseline: float = 40.0,
-                base_mc: float = 0.50, q8_mc: float = 0.49) -> dict:
+                base_mc: float = 0.50, q8_mc: float = 0.49, base: float = 20.0) -> dict:
     """base (HF-free GGUF), adapted f16, Q8_0, Q4_K_M and the baseline, SQL EX in %, MC acc as fractions."""
     def variant(ex, mc, size, path):
         records = [{"id": f"i{k}", "status": "ok", "latency_ms": 500.0 + 100 * k} for k in range(5)]
@@ -30,7 +30,7 @@ def make_report(*, adapted: float = 60.0, q8: float = 59.5, q4: float = 55.0, ba
                 {"sample": {"constrained": records}})
 
     variants, records = {}, {}
-    for name, ex, mc, size in (("base", 20.0, base_mc, 270.0), ("adapted", adapted, 0.50, 540.0),
+    for name, ex, mc, size in (("base", base, base_mc, 270.0), ("adapted", adapted, 0.50, 540.0),
                                ("Q8_0", q8, q8_mc, 145.0), ("Q4_K_M", q4, 0.47, 105.0)):
         variants[name], records[name] = variant(ex, mc, size, f"/models/{name}.gguf")
     return {"meta": {"name": "test", "started": "2026-01-01T00:00:00Z", "sql_limit": 10, "mc_limit": 50},

@@ -95,3 +95,17 @@ def test_grades_of_a_review_store_go_into_the_report(tmp_path) -> None:
     assert report["variants"]["base"]["open_ended"]["mean"] == 2.0
     assert report["variants"]["Q8_0"]["size_mb"] == 2.0
     assert "| Q8_0 | - | - | - | - | - | - | 5.0 | 2.0 |" in (out / "report.md").read_text()
+
+
+@pytest.mark.model
+@pytest.mark.slow
+def test_eval_serves_with_template_first(tmp_path) -> None:
+    """--sql-template-first reaches the evaluation server: fitting templates answer without the model."""
+    out = tmp_path / "eval"
+    assert main(["eval", "--variant", "base=embedded:smollm2", "--sql", "sample", "--sql-limit", "6",
+                 "--sql-template-first", "--out", str(out)]) == 0
+    report = json.loads((out / "report.json").read_text())
+    records = report["sql_records"]["base"]["sample"]["constrained"]
+    templated = [r for r in records if r["source"] == "template"]
+    assert templated and all(r["completion_tokens"] == 0 for r in templated)
+    assert "template" in report["variants"]["base"]["sql"]["sample"]["constrained"]["by_source"]

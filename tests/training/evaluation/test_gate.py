@@ -14,7 +14,7 @@ from .reports import make_report
 def test_a_good_candidate_passes_every_check() -> None:
     result = check_gate(make_report(), GateConfig(), "Q8_0")
     assert result.passed and result.reasons == []
-    assert len(result.checks) == 3 and all(c.startswith("ok: ") for c in result.checks)
+    assert len(result.checks) == 4 and all(c.startswith("ok: ") for c in result.checks)
     assert "drop of 0.5 points" in result.checks[0]
 
 
@@ -32,6 +32,13 @@ def test_not_beating_the_baseline_fails_and_a_tie_is_not_a_win() -> None:
     assert result.reasons == ["Q8_0 SQL EX 40.0% vs template baseline 40.0% on sample (must be higher)"]
     assert check_gate(make_report(adapted=40.0, q8=40.0, baseline=40.0), GateConfig(must_beat_baseline=False),
                       "Q8_0").passed
+
+
+def test_not_beating_the_un_adapted_base_fails() -> None:
+    # sql.template_first: both answer most questions with the same templates; a tie is no adaptation.
+    result = check_gate(make_report(q8=59.5, base=59.5), GateConfig(), "Q8_0")
+    assert result.reasons == ["Q8_0 SQL EX 59.5% vs base (un-adapted) 59.5% on sample (must be higher)"]
+    assert check_gate(make_report(q8=59.5, base=59.5), GateConfig(must_beat_base=False), "Q8_0").passed
 
 
 def test_general_knowledge_loss_fails() -> None:
