@@ -81,3 +81,55 @@ def test_off_by_default_the_model_always_writes(client_for):
     client = client_for()
     body = client.post("/v1/sql", json={"question": FITS}).json()
     assert [a["source"] for a in body["attempts"]] == ["model"] and len(client.engine.requests) == 1
+
+
+# -- the same templates on PostgreSQL and MariaDB ------------------------------------------------
+# No model is involved when a template answers, so the real databases need no real model either:
+# what is checked is each template's dialect (dates, LIMIT, ROUND, set operations) on each engine.
+
+PG_URL = "postgresql://postgres@127.0.0.1:5432/hearth_sample_template"
+MYSQL_URL = "mysql://root@127.0.0.1:3306/hearth_sample_template"
+# Seen-shape test questions (server/sql/sample/pairs/test.jsonl) whose nearest template fits.
+QUESTIONS = [
+    "What client companies do we have in Los Angeles?",
+    "What orders do we have from David Legal Partners SAS, oldest first?",
+    "Which channels did Small Business customers use in 2025, and how often?",
+    "Which 10 products in Office Furniture cost the most?",
+    "Number of orders in November 2024?",
+    "What Paper & Notebooks products are more expensive than that category's mean price?",
+]
+
+
+@pytest.fixture(scope="module")
+def engines_client(data_dir):
+    from server.sql.sample.load import load_mysql, load_postgres
+    from server.sql.sample.paths import PAIRS_DIR
+
+    load_postgres(PG_URL, readonly_user=None)
+    load_mysql(MYSQL_URL, readonly_user=None)
+    examples = str(PAIRS_DIR / "train.jsonl")
+    databases = [{"name": "sample", "url": f"sqlite:///{data_dir / 'sample.sqlite'}", "examples_path": examples},
+                 {"name": "pg", "url": PG_URL, "examples_path": examples},
+                 {"name": "maria", "url": MYSQL_URL, "examples_path": examples}]
+    engine = FakeEngine(n_ctx=8192, reply=REPLY)
+    settings = ServerSettings(databases=databases, sql={"template_first": True})
+    with TestClient(create_app(settings, engine)) as client:
+        client.engine = engine
+        yield client
+
+
+@pytest.mark.databases
+@pytest.mark.parametrize("question", QUESTIONS)
+def test_templates_answer_alike_on_sqlite_postgres_and_mariadb(engines_client, question):
+    from server.sql.compare import is_ordered, same_result
+
+    bodies = {db: engines_client.post("/v1/sql", json={"question": question, "database": db}).json()
+              for db in ("sample", "pg", "maria")}
+    assert {db: [a["source"] for a in b["attempts"]] for db, b in bodies.items()} == {
+        "sample": ["template"], "pg": ["template"], "maria": ["template"]}
+    assert not engines_client.engine.requests  # no model call on any engine
+    rows = bodies["sample"]["result"]["rows"]
+    assert rows, question
+    for db in ("pg", "maria"):
+        assert bodies[db]["status"] == "ok" and bodies[db]["dialect"] != "sqlite"
+        assert same_result(rows, bodies[db]["result"]["rows"], ordered=is_ordered(bodies["sample"]["sql"])), db
