@@ -161,8 +161,10 @@ class SqlService:
         tables = prune_tables(schema, req.question, self.options.max_prompt_tables)
         pairs = await asyncio.to_thread(self.examples, database, schema.dialect)
         shots = pairs.index.nearest(req.question, self.options.few_shot_k) if pairs else []
-        nearest = pairs.answers(req.question, self.options.drafts) if pairs else []
-        draft = [a.sql for a in nearest] if nearest and self.options.draft else None
+        # One retrieval serves the drafts and the template search: both take the nearest shapes first.
+        searched = self.options.template_shapes if self.options.template_first else 0
+        nearest = pairs.answers(req.question, max(self.options.drafts, searched)) if pairs else []
+        draft = [a.sql for a in nearest[:self.options.drafts]] if nearest and self.options.draft else None
         messages = sql_messages(schema, req.question, dialect=dialect, tables=tables, examples=shots, draft=draft)
         shared = _schema_prefix_text(engine, schema, dialect, tables)
         grammar = sql_grammar(schema, tables, dialect=dialect) if constrained else None
@@ -170,9 +172,9 @@ class SqlService:
         timings, usage, attempts = Timings(), _Usage(), []
         status, final, result = "rejected", None, None
         scored = None
-        template = self._fitting_template(pairs, req.question) if self.options.template_first and pairs else None
+        # The nearest template whose values all fit answers itself: no model call (milliseconds).
+        template = next(((rank, a.sql) for rank, a in enumerate(nearest[:searched]) if a.fits), None)
         if template is not None:
-            # The template's own query, when its values all fit: no model call (milliseconds).
             rank, sql = template
             attempt = Attempt(number=1, raw=sql, sql=sql, source="template", rank=rank)
             attempts.append(attempt)
@@ -263,14 +265,6 @@ class SqlService:
             return "execution_error", None, None, exc.message
         timings.execution_ms += _ms(t0)
         return "ok", report, result, None
-
-    def _fitting_template(self, pairs: TemplateBaseline, question: str) -> tuple[int, str] | None:
-        """(shape rank, SQL) of the nearest of `sql.template_shapes` SQL shapes whose template's
-        values all fit the question (BaselineAnswer.fits), or None: then the model writes it."""
-        for rank, answer in enumerate(pairs.answers(question, self.options.template_shapes)):
-            if answer.fits:
-                return rank, answer.sql
-        return None
 
     async def _ranked_candidates(self, engine, pairs: TemplateBaseline, schema: DatabaseSchema, question: str,
                                  dialect: str, tables, shared: str, served: list[dict], usage: _Usage,

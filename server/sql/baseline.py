@@ -196,7 +196,8 @@ class BaselineAnswer:
         """Every literal slot of the neighbour was re-filled from the question. A slot left as it
         was means the neighbour asks about something this question does not name (its city, its
         year): on the sample's splits such a template was right for 3 of 35 training questions
-        (leave-one-out) and none of 50 test questions, against 82% and 96% of those that fit."""
+        (leave-one-out) and none of 50 test questions, against 82% (429/523) and 72% (119/165) of
+        those that fit."""
         return self.sql is not None and self.unfilled == 0
 
 

@@ -79,22 +79,17 @@ def check_gate(report: dict, gate, candidate: str | None = None) -> GateResult:
             check(drop <= gate.max_quant_drop_points,
                   f"{name} SQL EX {cand_ex}% vs {gate.reference} {ref_ex}% on {split}: a drop of {drop} points "
                   f"(allowed {gate.max_quant_drop_points})")
+    def must_beat(other: str, label: str) -> None:
+        other_ex = sql_ex(report, other, split)
+        if cand_ex is None or other_ex is None:
+            check(False, _missing(f"SQL EX on {split!r}", name if cand_ex is None else other, "Text-to-SQL"))
+        else:
+            check(cand_ex > other_ex, f"{name} SQL EX {cand_ex}% vs {label} {other_ex}% on {split} (must be higher)")
+
     if gate.must_beat_baseline:
-        base_ex = sql_ex(report, "baseline", split)
-        if cand_ex is None or base_ex is None:
-            missing = name if cand_ex is None else "baseline"
-            check(False, _missing(f"SQL EX on {split!r}", missing, "Text-to-SQL"))
-        else:
-            check(cand_ex > base_ex, f"{name} SQL EX {cand_ex}% vs template baseline {base_ex}% on {split} "
-                                     f"(must be higher)")
+        must_beat("baseline", "template baseline")
     if gate.must_beat_base:
-        base_ex = sql_ex(report, gate.base, split)
-        if cand_ex is None or base_ex is None:
-            missing = name if cand_ex is None else gate.base
-            check(False, _missing(f"SQL EX on {split!r}", missing, "Text-to-SQL"))
-        else:
-            check(cand_ex > base_ex, f"{name} SQL EX {cand_ex}% vs {gate.base} (un-adapted) {base_ex}% on {split} "
-                                     f"(must be higher)")
+        must_beat(gate.base, f"{gate.base} (un-adapted)")
     if gate.max_general_drop_points is not None:
         cand_mc, base_mc = mc_acc(report, name, MC_GENERAL), mc_acc(report, gate.base, MC_GENERAL)
         if cand_mc is None or base_mc is None:
