@@ -25,7 +25,7 @@ from .io import read_jsonl
 
 def load_database(database: str, source: str = "live", dialect: str = "sqlite"):
     """(DatabaseSchema serving would show for `database`, its ValueIndex for drafts)."""
-    from server.sql.baseline import ValueIndex
+    from server.sql.mentions import ValueIndex
 
     if source == "ddl":
         from server.sql.sample.ddl import database_schema

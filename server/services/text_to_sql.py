@@ -39,7 +39,8 @@ from ..protocol.sql import (
     ValidationResult,
 )
 from ..settings import ServerSettings, SqlSettings
-from ..sql.baseline import TemplateBaseline, ValueIndex
+from ..sql.baseline import TemplateBaseline
+from ..sql.mentions import ValueIndex
 from ..sql.choice import ScoredCandidate, by_likelihood
 from ..sql.connections import Database, DatabaseRegistry
 from ..sql.execute import execute_readonly

@@ -161,7 +161,8 @@ def ask_server(client, item: Item, constrained: bool) -> dict:
 
 def make_baselines(items: list[Item], defog_dir: Path = DEFOG_DIR) -> dict:
     """One TemplateBaseline per server database name, indexed on the pairs its few-shot examples come from."""
-    from server.sql.baseline import TemplateBaseline, ValueIndex
+    from server.sql.baseline import TemplateBaseline
+    from server.sql.mentions import ValueIndex
     from server.sql.prompt import Example
     from training.io import read_jsonl
 
