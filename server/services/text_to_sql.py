@@ -162,9 +162,11 @@ class SqlService:
         tables = prune_tables(schema, req.question, self.options.max_prompt_tables)
         pairs = await asyncio.to_thread(self.examples, database, schema.dialect)
         shots = pairs.index.nearest(req.question, self.options.few_shot_k) if pairs else []
-        # One retrieval serves the drafts and the template search: both take the nearest shapes first.
+        # One retrieval serves the drafts, the template search and the reranked candidates: each
+        # takes the nearest SQL shapes first.
         searched = self.options.template_shapes if self.options.template_first else 0
-        nearest = pairs.answers(req.question, max(self.options.drafts, searched)) if pairs else []
+        ranked = self.options.rerank if self.options.rerank > 1 else 0
+        nearest = pairs.answers(req.question, max(self.options.drafts, searched, ranked)) if pairs else []
         draft = [a.sql for a in nearest[:self.options.drafts]] if nearest and self.options.draft else None
         messages = sql_messages(schema, req.question, dialect=dialect, tables=tables, examples=shots, draft=draft)
         shared = _schema_prefix_text(engine, schema, dialect, tables)
@@ -181,9 +183,10 @@ class SqlService:
             attempts.append(attempt)
             status, final, result, _ = await self._check(database, schema, dialect, max_rows, req.execute,
                                                          attempt, timings)
-        if final is None and self.options.rerank > 1 and pairs is not None:
+        if final is None and ranked and nearest:
             t0 = time.perf_counter()
-            scored = await self._ranked_candidates(engine, pairs, schema, req.question, dialect, tables, shared,
+            candidates = [a.sql for a in nearest[:ranked] if a.sql]
+            scored = await self._ranked_candidates(engine, candidates, schema, req.question, dialect, tables, shared,
                                                    messages, usage, self.options.generation_timeout_s)
             timings.generation_ms += _ms(t0)
         # The model's most likely candidate goes first, then the others in its order; a candidate
@@ -267,12 +270,11 @@ class SqlService:
         timings.execution_ms += _ms(t0)
         return "ok", report, result, None
 
-    async def _ranked_candidates(self, engine, pairs: TemplateBaseline, schema: DatabaseSchema, question: str,
+    async def _ranked_candidates(self, engine, sqls: list[str], schema: DatabaseSchema, question: str,
                                  dialect: str, tables, shared: str, served: list[dict], usage: _Usage,
                                  timeout_s: float) -> list[ScoredCandidate]:
-        """The nearest `sql.rerank` template candidates (different SQL shapes, this question's
+        """`sqls`, the nearest `sql.rerank` template candidates (different SQL shapes, this question's
         values filled in), most likely first by the model (server/sql/choice.py)."""
-        sqls = [a.sql for a in pairs.answers(question, self.options.rerank) if a.sql]
         context = self.options.rerank_context
 
         def messages_for(sql: str) -> list[dict]:
