@@ -139,6 +139,12 @@ class SqlSettings(BaseModel):
         "searched, nearest first, for a template whose values all fit. Measured on the sample's training "
         "pairs (leave-one-out): 1/2/3/5 shapes answer 429/446/447/448 of 558 right.",
     )
+    template_choice: Literal["nearest", "model"] = Field(
+        "nearest", description="With sql.template_first, which fitting template answers when several of the "
+        "searched shapes fit: nearest = the nearest pair's (word overlap); model = the one after which the model "
+        "finds the asked question most likely (it reads each query and scores the question, the reverse task a "
+        "recipe with question_samples trains; server/sql/choice.py). The next one answers when it fails validation.",
+    )
     max_prompt_tables: int = Field(12, ge=1, description="Prune the schema to this many tables.")
     default_database: str | None = Field(None, description="Database used when a request names none.")
 

@@ -39,7 +39,8 @@ def load_source(src: Source, recipe: Recipe) -> list[dict]:
 
         return sql_samples(src.path, source=src.name, few_shot_k=src.few_shot_k, schema_source=src.schema_source,
                            examples_path=src.examples_path, draft=src.draft, drafts=src.drafts,
-                           other_shape_fraction=src.other_shape_fraction, seed=recipe.data.seed)
+                           other_shape_fraction=src.other_shape_fraction, question_samples=src.question_samples,
+                           seed=recipe.data.seed)
     if src.kind == "replay":
         from .model import resolve_base
         from .replay import generate

@@ -45,7 +45,7 @@ def load_database(database: str, source: str = "live", dialect: str = "sqlite"):
 def sql_samples(path: str | Path, *, source: str = "sql", few_shot_k: int = 0, schema_source: str = "live",
                 max_prompt_tables: int = 12, examples_path: str | Path | None = None,
                 splits: tuple[str, ...] = ("train",), draft: bool = True, drafts: int = 1,
-                other_shape_fraction: float = 0.0, seed: int = 0) -> list[dict]:
+                other_shape_fraction: float = 0.0, question_samples: bool = False, seed: int = 0) -> list[dict]:
     """One chat sample per pair: [user (instructions+schema+question), ..., assistant (SQL)].
 
     `examples_path` is the file serving retrieves few-shot examples from (default: `path`).
@@ -60,10 +60,14 @@ def sql_samples(path: str | Path, *, source: str = "sql", few_shot_k: int = 0, s
     that does not fit. Such samples carry "other_shape": true. Measured on the sample (44 steps),
     0.3 made the model distrust right drafts without answering any new shape (training/README.md),
     so recipes default to 0.
+
+    `question_samples` adds the reverse task for every pair: the SQL (canonical) in, the question
+    out, through server.sql.prompt.question_messages as serving's sql.template_choice = "model"
+    scores it. Such samples carry "task": "question" and are ~100 tokens (no schema).
     """
     from server.sql.baseline import TemplateBaseline
     from server.sql.canonical import canonical_sql, sql_skeleton
-    from server.sql.prompt import Example, sql_answer, sql_messages
+    from server.sql.prompt import Example, question_answer, question_messages, sql_answer, sql_messages
     from server.sql.retrieval import load_examples, prune_tables
 
     rows = [r for r in read_jsonl(path) if r.get("split", "train") in splits]
@@ -105,6 +109,13 @@ def sql_samples(path: str | Path, *, source: str = "sql", few_shot_k: int = 0, s
             "verbatim": True, "dedup_key": f"{row['question']}\n{row['sql']}",
             "shape": row.get("shape"), "other_shape": other_shape,
         })
+        if question_samples and target is not None:
+            out.append({
+                "messages": question_messages(target) + [{"role": "assistant", "content": question_answer(row["question"])}],
+                "source": source, "id": f"{row.get('id', len(out))}:question", "verbatim": True,
+                "dedup_key": f"question\n{row['question']}\n{row['sql']}", "shape": row.get("shape"),
+                "task": "question",
+            })
     return out
 
 

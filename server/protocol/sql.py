@@ -81,8 +81,10 @@ class Attempt(BaseModel):
     source: Literal["model", "candidate", "template"] = Field(
         "model", description="model: the model wrote it; candidate: a template candidate the model ranked "
         "(sql.rerank), tried in the model's order; template: the template baseline's filled query, every "
-        "slot filled from the question (sql.template_first), no model involved.")
-    logprob: float | None = Field(None, description="A candidate's log-probability under the model (sum over its tokens).")
+        "slot filled from the question (sql.template_first); the model only chose it when several fitted "
+        "(sql.template_choice = model).")
+    logprob: float | None = Field(None, description="A candidate's log-probability under the model (sum over its "
+                                  "tokens); for a template chosen by the model, that of the question after it.")
     rank: int | None = Field(None, description="A candidate's or template's retrieval rank among SQL shapes: 0 is "
                              "the nearest pair's shape, the template baseline's own answer.")
 

@@ -1,4 +1,5 @@
-"""Scores template candidates with the model (`sql.rerank`; why: server/sql/choice.py).
+"""Scores template candidates with the model (`sql.rerank`, `sql.template_choice`; why:
+server/sql/choice.py).
 
 One forced generation per candidate, all at once: the engine's scheduler decodes them side by
 side in one batch, and their prompts share the cached schema prefix. A candidate costs its own
@@ -29,19 +30,21 @@ async def score_candidates(
     timeout_s: float,
     shared: str = "",
     on_finish: Callable[[FinishEvent], None] | None = None,
+    reply_for: Callable[[str], str] = answer_text,
 ) -> list[ScoredCandidate]:
-    """`candidates` (retrieval order) with the log-probability the model gives each one, as the
-    reply to `messages_for(candidate)`. A candidate the engine could not score (context full,
-    deadline, or text the tokenizer cannot reproduce) keeps `logprob` None."""
-    jobs = [_score(engine, sql, messages_for(sql), metrics, timeout_s, shared, on_finish) for sql in candidates]
+    """`candidates` (retrieval order) with the log-probability the model gives `reply_for(candidate)`
+    (default: the candidate's SQL itself) as the reply to `messages_for(candidate)`. A candidate the
+    engine could not score (context full, deadline, or text the tokenizer cannot reproduce) keeps
+    `logprob` None."""
+    jobs = [_score(engine, reply_for(sql), messages_for(sql), metrics, timeout_s, shared, on_finish)
+            for sql in candidates]
     scores = await asyncio.gather(*jobs)
     return [ScoredCandidate(sql=sql, rank=rank, logprob=lp, tokens=len(ids), token_ids=ids)
             for rank, (sql, (lp, ids)) in enumerate(zip(candidates, scores))]
 
 
-async def _score(engine: Engine, sql: str, messages: list[dict], metrics: Metrics | None, timeout_s: float,
+async def _score(engine: Engine, text: str, messages: list[dict], metrics: Metrics | None, timeout_s: float,
                  shared: str, on_finish) -> tuple[float | None, tuple[int, ...]]:
-    text = answer_text(sql)
     prompt = engine.render_chat(messages, add_generation_prompt=True)
     tokens = engine.tokenize(prompt, add_special=False, parse_special=True)
     answer = tuple(engine.tokenize(text, add_special=False, parse_special=False))

@@ -45,7 +45,7 @@ from ..sql.choice import ScoredCandidate, by_likelihood
 from ..sql.connections import Database, DatabaseRegistry
 from ..sql.execute import execute_readonly
 from ..sql.grammar import sql_grammar
-from ..sql.prompt import correction_messages, parse_answer, sql_messages
+from ..sql.prompt import correction_messages, parse_answer, question_answer, question_messages, sql_messages
 from ..sql.retrieval import load_examples, prune_tables
 from ..sql.sample.paths import ensure_sample_database
 from ..sql.schema import DatabaseSchema
@@ -175,14 +175,22 @@ class SqlService:
         timings, usage, attempts = Timings(), _Usage(), []
         status, final, result = "rejected", None, None
         scored = None
-        # The nearest template whose values all fit answers itself: no model call (milliseconds).
-        template = next(((rank, a.sql) for rank, a in enumerate(nearest[:searched]) if a.fits), None)
-        if template is not None:
-            rank, sql = template
-            attempt = Attempt(number=1, raw=sql, sql=sql, source="template", rank=rank)
+        # A template whose values all fit answers itself: the nearest one, or with template_choice
+        # "model" the one the model reads as asking this question (~100 prompt tokens a candidate).
+        # The next one answers when it fails validation.
+        templates = [ScoredCandidate(sql=a.sql, rank=rank) for rank, a in enumerate(nearest[:searched]) if a.fits]
+        if len(templates) > 1 and self.options.template_choice == "model":
+            t0 = time.perf_counter()
+            templates = await self._templates_by_question(engine, templates, req.question, usage)
+            timings.generation_ms += _ms(t0)
+        for cand in templates:
+            attempt = Attempt(number=len(attempts) + 1, raw=cand.sql, sql=cand.sql, source="template", rank=cand.rank,
+                              logprob=cand.logprob)
             attempts.append(attempt)
             status, final, result, _ = await self._check(database, schema, dialect, max_rows, req.execute,
                                                          attempt, timings)
+            if final is not None:
+                break
         if final is None and ranked and nearest:
             t0 = time.perf_counter()
             candidates = [a.sql for a in nearest[:ranked] if a.sql]
@@ -285,6 +293,16 @@ class SqlService:
 
         scored = await score_candidates(engine, sqls, messages_for, metrics=self.metrics, timeout_s=timeout_s,
                                         shared=shared, on_finish=usage.add)
+        return by_likelihood(scored)
+
+    async def _templates_by_question(self, engine, templates: list[ScoredCandidate], question: str,
+                                     usage: _Usage) -> list[ScoredCandidate]:
+        """The fitting templates, most likely first by log P(question | query) (server/sql/choice.py)."""
+        scored = await score_candidates(engine, [t.sql for t in templates], question_messages, metrics=self.metrics,
+                                        timeout_s=self.options.generation_timeout_s, on_finish=usage.add,
+                                        reply_for=lambda _sql: question_answer(question))
+        for cand, template in zip(scored, templates):
+            cand.rank = template.rank  # the retrieval rank among the searched shapes, not among the fitting
         return by_likelihood(scored)
 
     async def _complete(self, engine, messages: list[dict], grammar: str | None, max_tokens: int | None,

@@ -1,4 +1,4 @@
-"""Choosing among candidate queries by the model's likelihood (`sql.rerank`).
+"""Choosing among candidate queries by the model's likelihood (`sql.rerank`, `sql.template_choice`).
 
 The template baseline's nearest pair has the right SQL shape for 117 of the 140 seen-shape test
 questions on the sample, but some pair among the nearest 3 shapes is right for 133
@@ -17,6 +17,13 @@ helpers here; server/services/sql_candidates.py scores.
 Measured with the default recipe's SmolLM2-135M adapter (training/README.md): it does not beat
 retrieval's order (served context: always the draft; own draft: EX 21% against 55%), so
 `sql.rerank` is off by default. It is kept for larger models and as a measured negative result.
+
+The reverse question (`sql.template_choice = "model"`) works where that one did not. When several
+templates fit the question (every slot re-filled from it), the model reads each query in
+`question_messages` and the asked question is scored as the reply: log P(question | query). Every
+candidate is scored on the same tokens (the question), so sums compare fairly whatever each
+query's length, and a query that asks something else (a count per segment where the question
+wants suppliers) makes the question unlikely. The figures are in training/README.md.
 """
 
 from __future__ import annotations

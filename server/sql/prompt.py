@@ -30,6 +30,10 @@ DRAFT_LABEL = "Draft from the most similar known question (correct it if it does
 # Introduces several candidate drafts, one per SQL shape, nearest first (sql.drafts > 1).
 DRAFTS_LABEL = "Drafts from the most similar known questions (use the one that fits, correct it if none does):"
 
+# The reverse task (sql.template_choice = "model"): the model reads a query and writes the question
+# it answers, and candidates are ranked by how likely the real question is after each.
+QUESTION_INSTRUCTIONS = "Write the question that this SQL query answers."
+
 DIALECT_NAMES = {"sqlite": "SQLite", "postgres": "PostgreSQL", "mysql": "MySQL/MariaDB"}
 
 # Sample values show the model how literals look ('on_hold', not 'On Hold'). Long values, e-mail
@@ -142,6 +146,19 @@ def draft_text(draft: str | Sequence[str]) -> str:
 def sql_answer(sql: str | None) -> str:
     """The assistant turn training teaches: the SQL on one line, or the refusal."""
     return CANNOT_ANSWER if sql is None else one_line(sql)
+
+
+def question_messages(sql: str) -> list[dict]:
+    """Chat messages asking which question `sql` answers: the reverse of sql_messages. Training
+    teaches the real question as the reply (`question_answer`), and serving scores the asked
+    question after each template candidate (server/sql/choice.py). No schema: the query names its
+    tables and columns, and a short prompt keeps scoring a few candidates cheap (~100 tokens each)."""
+    return [{"role": "user", "content": f"{QUESTION_INSTRUCTIONS}\n\n{one_line(sql)}"}]
+
+
+def question_answer(question: str) -> str:
+    """The assistant turn of the reverse task: the question as asked, on one line."""
+    return re.sub(r"\s+", " ", question.strip())
 
 
 def correction_messages(previous_sql: str, error: str) -> list[dict]:

@@ -71,3 +71,31 @@ def test_sql_sample_tokens_match_serving(tmp_path, tokenizer, llama_vocab, data_
     target = canonical_sql(row["sql"])  # what training teaches: the canonical spelling
     assert tokenizer.decode(answer) == target + "<|im_end|>"
     assert llama_vocab.tokenize(target.encode(), add_bos=False, special=True) + [2] == answer
+
+
+def test_question_sample_tokens_match_what_serving_scores(tmp_path, tokenizer, llama_vocab, data_dir):
+    """The reverse task (question_samples): trained on the canonical SQL's reverse prompt with the
+    question as the reply; sql.template_choice = model scores exactly those question tokens after
+    exactly that prompt (server/services/sql_candidates.py tokenizes the reply without specials)."""
+    from server.engine.template import ChatTemplate
+    from server.sql.canonical import canonical_sql
+    from server.sql.prompt import question_answer, question_messages
+    from server.sql.sample.paths import PAIRS_DIR
+    from training.sql import sql_samples
+    from training.tokens import IGNORE, encode_chat
+
+    pairs = tmp_path / "pairs.jsonl"
+    rows = (PAIRS_DIR / "train.jsonl").read_text().splitlines()
+    pairs.write_text(rows[200] + "\n")
+    forward, reverse = sql_samples(pairs, examples_path=PAIRS_DIR / "train.jsonl", question_samples=True)
+    assert (forward.get("task"), reverse["task"]) == (None, "question") and reverse["id"].endswith(":question")
+    ids, labels = encode_chat(tokenizer, reverse["messages"], last_turn_only=True)
+    first = next(i for i, t in enumerate(labels) if t != IGNORE)
+
+    row = json.loads(rows[200])
+    meta = llama_vocab.metadata
+    template = ChatTemplate(meta["tokenizer.chat_template"], bos_token="<|im_start|>", eos_token="<|im_end|>")
+    served = template.render(question_messages(canonical_sql(row["sql"])), add_generation_prompt=True)
+    assert ids[:first] == llama_vocab.tokenize(served.encode(), add_bos=False, special=True)
+    scored = llama_vocab.tokenize(question_answer(row["question"]).encode(), add_bos=False, special=False)
+    assert [t for t in labels if t != IGNORE] == scored + [2]  # the question, then <|im_end|>
