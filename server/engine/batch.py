@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from .slots import Slot
 
-# (slot, tokens to decode for it this step, whether its last token's logits are wanted)
-BatchEntry = tuple[Slot, list[int], bool]
+# (slot, tokens to decode for it this step, how many of its last tokens want logits: True/1 for
+# sampling, more for a teacher-forced score computed in the prefill)
+BatchEntry = tuple[Slot, list[int], int]
 
 
 def fill_batch(batch, group: list[BatchEntry]) -> None:
     """Write `group` into `batch` (a llama_batch with room for every token) and extend each
     slot's `cached` with its tokens. A slot that wants logits gets `batch_index`, the row of its
-    last token, which its sampler reads after llama_decode.
+    last token, which its sampler reads after llama_decode, and `batch_rows`, every row it asked for.
 
     Entries go in seq id order: with one KV stream per sequence llama.cpp splits a batch into
     ubatches of consecutive seq ids taken in batch order (llama_batch_allocr::split_equal,
@@ -29,5 +30,7 @@ def fill_batch(batch, group: list[BatchEntry]) -> None:
             batch.n_tokens += 1
         slot.cached.extend(tokens)
         if want_logits:
-            batch.logits[batch.n_tokens - 1] = True
+            slot.batch_rows = list(range(batch.n_tokens - int(want_logits), batch.n_tokens))
+            for row in slot.batch_rows:
+                batch.logits[row] = True
             slot.batch_index = batch.n_tokens - 1

@@ -271,6 +271,15 @@ class Scheduler:
         target.first_token_at = None
         target.sampler = SamplerChain(self._vocab, self._n_vocab, job.request.params)
         target.text = IncrementalText(job.request.params.stop)
+        # Teacher forcing for a score (forced tokens with logprobs) needs no sampling: the forced
+        # tokens join the prompt and every logits row from the prompt's last token on is read in
+        # the prefill, one llama_decode for what would take a decode step per token. The rows
+        # agree with step-by-step decoding to float rounding (tests/server/services/test_sql_candidates.py).
+        params = job.request.params
+        room = self._n_ctx_per_seq - len(prompt)
+        target.scoring = min(len(params.forced_tokens), params.max_tokens, room) if params.logprobs else 0
+        if target.scoring > 0:
+            target.pending = target.pending + list(params.forced_tokens[:target.scoring - 1])
 
     def _reap_cancelled(self) -> None:
         for slot in self.slots:
@@ -282,6 +291,7 @@ class Scheduler:
             slot.sampler.close()
         slot.sampler = None
         slot.job = None
+        slot.scoring = 0
         slot.pending = []
         slot.next_token = None
         slot.last_used = time.monotonic()
@@ -309,7 +319,9 @@ class Scheduler:
             if take > min(budget, chunk_cap) and (decodes or chunks):
                 continue
             piece, slot.pending = slot.pending[:take], slot.pending[take:]
-            chunks.append((slot, piece, not slot.pending))
+            # A score wants the logits of every position from the prompt's last token on.
+            wanted = max(0, pos + take - max(pos, slot.prompt_len - 1)) if slot.scoring > 0 else not slot.pending
+            chunks.append((slot, piece, wanted))
             budget -= take
             chunk_cap -= take
         # A prompt chunk is computed alone, as it is when nothing else runs, so that its arithmetic
@@ -337,7 +349,7 @@ class Scheduler:
             raise RuntimeError(f"llama_decode returned {rc}")
         for slot, _, _ in group:
             if slot.batch_index >= 0 and slot.job is not None:
-                self._sample(slot)
+                self._score(slot) if slot.scoring > 0 else self._sample(slot)
 
     def _evict_idle(self) -> None:
         for slot in self.slots:
@@ -368,6 +380,21 @@ class Scheduler:
         if slot.n_generated >= params.max_tokens or len(slot.cached) + 1 >= self._n_ctx_per_seq:
             return self._finish(slot, "length")
         slot.next_token = token
+
+    def _score(self, slot: Slot) -> None:
+        """The forced tokens this step's prefill rows predict, each with its log-probability."""
+        job, params = slot.job, slot.job.request.params
+        if slot.first_token_at is None:
+            slot.first_token_at = time.perf_counter()
+        for row in slot.batch_rows:
+            token = params.forced_tokens[slot.n_generated]
+            slot.n_generated += 1
+            logprob, pairs = logprobs_at(self._ctx, row, self._n_vocab, token, params.top_logprobs)
+            top = tuple(TopLogprob(self._token_text(t), lp, tuple(self._piece(t))) for t, lp in pairs)
+            job.emit(TokenEvent(text=slot.text.feed(self._piece(token)), token_ids=(token,), logprob=logprob,
+                                top_logprobs=top))
+        if slot.n_generated >= slot.scoring:
+            self._finish(slot, "stop" if slot.scoring == len(params.forced_tokens) else "length")
 
     def _finish(self, slot: Slot, reason: str) -> None:
         job = slot.job

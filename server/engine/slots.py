@@ -45,6 +45,8 @@ class Slot:
     batch_index: int = -1
     short: bool = False  # every cached cell came from a prompt shorter than CPU_FA_TILE_ROWS (or decoding)
     boundary: int | None = None  # the prefix boundary its cells were prefilled with (chunk_end)
+    scoring: int = 0  # teacher-forced tokens scored in the prefill (forced_tokens with logprobs), 0: none
+    batch_rows: list[int] = field(default_factory=list)  # this step's logits rows, one per scored position
 
 
 def compact_choices(slots: list[Slot], idle: list[Slot], final_count: int = 0) -> list[Slot]:

@@ -31,14 +31,20 @@ async def score_candidates(
     shared: str = "",
     on_finish: Callable[[FinishEvent], None] | None = None,
     reply_for: Callable[[str], str] = answer_text,
+    one_at_a_time: bool = False,
 ) -> list[ScoredCandidate]:
     """`candidates` (retrieval order) with the log-probability the model gives `reply_for(candidate)`
     (default: the candidate's SQL itself) as the reply to `messages_for(candidate)`. A candidate the
     engine could not score (context full, deadline, or text the tokenizer cannot reproduce) keeps
-    `logprob` None."""
+    `logprob` None.
+
+    `one_at_a_time` scores them in turn: each then reuses the slot (and the cached prompt head) of
+    the one before, instead of taking as many slots as there are candidates and evicting the
+    cached schema prefix that the next generated answer needs (short prompts are prefilled one
+    after another anyway, so little is lost)."""
     jobs = [_score(engine, reply_for(sql), messages_for(sql), metrics, timeout_s, shared, on_finish)
             for sql in candidates]
-    scores = await asyncio.gather(*jobs)
+    scores = [await job for job in jobs] if one_at_a_time else await asyncio.gather(*jobs)
     return [ScoredCandidate(sql=sql, rank=rank, logprob=lp, tokens=len(ids), token_ids=ids)
             for rank, (sql, (lp, ids)) in enumerate(zip(candidates, scores))]
 

@@ -300,7 +300,7 @@ class SqlService:
         """The fitting templates, most likely first by log P(question | query) (server/sql/choice.py)."""
         scored = await score_candidates(engine, [t.sql for t in templates], question_messages, metrics=self.metrics,
                                         timeout_s=self.options.generation_timeout_s, on_finish=usage.add,
-                                        reply_for=lambda _sql: question_answer(question))
+                                        reply_for=lambda _sql: question_answer(question), one_at_a_time=True)
         for cand, template in zip(scored, templates):
             cand.rank = template.rank  # the retrieval rank among the searched shapes, not among the fitting
         return by_likelihood(scored)
