@@ -103,6 +103,8 @@ class EvalConfig(BaseModel):
                                        "or a pairs .jsonl file (question/sql/database lines; see `databases`).")
     sql_limit: int | None = Field(40, ge=1, description="Questions per SQL set, spread over categories (None: all); "
                                                          "~3 s each per GGUF variant on 2 cores with SmolLM2-135M.")
+    sql_variants: list[str] | None = Field(None, description="Variants whose Text-to-SQL accuracy is measured, by name "
+                                           "(base, adapted, Q8_0...; None: every GGUF variant). MC runs on all.")
     sql_modes: list[Literal["constrained", "unconstrained"]] = Field(
         default_factory=lambda: ["constrained"], description="Decoding modes scored (constrained: as served by default).")
     databases: str | None = Field(None, description="Hearth settings YAML whose `databases:` the pairs files run on.")

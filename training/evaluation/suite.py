@@ -82,6 +82,9 @@ def run_sql(variants: list[Variant], config, report: dict, progress: bool, parts
         if v.kind != "gguf":
             report["variants"][v.name].setdefault("notes", []).append("Text-to-SQL needs a GGUF: not measured")
             continue
+        if config.sql_variants is not None and v.name not in config.sql_variants:
+            report["variants"][v.name].setdefault("notes", []).append("Text-to-SQL not measured (eval.sql_variants)")
+            continue
         _log(f"SQL: {v.name} ({v.path})")
         runs = parts.get_or_run("sql", v.name, _sql_key(v, items, config), lambda v=v: evaluate_sql_variant(
             str(v.resolved_path), items, config.sql_modes, defog_dir=defog_dir, n_ctx=config.n_ctx,

@@ -73,6 +73,20 @@ def test_forcing_the_models_own_answer_gives_the_log_probabilities_it_generated_
     assert replay.finish.finish_reason == "stop" and replay.finish.completion_tokens == len(own_ids)
 
 
+def test_a_score_cut_by_max_tokens_scores_only_the_first_tokens(embedded_engine):
+    # Forced tokens are scored in the prefill; max_tokens still bounds how many, as in decoding.
+    prompt = embedded_engine.render_chat(MESSAGES, add_generation_prompt=True)
+    tokens = tuple(embedded_engine.tokenize(prompt, add_special=False, parse_special=True))
+    forced = tuple(embedded_engine.tokenize("The capital is Paris.", add_special=False, parse_special=False))
+    whole = asyncio.run(run_to_end(embedded_engine, GenerationRequest(tokens, SamplingParams(
+        max_tokens=len(forced), logprobs=True, forced_tokens=forced), "whole"), None, "m"))
+    cut = asyncio.run(run_to_end(embedded_engine, GenerationRequest(tokens, SamplingParams(
+        max_tokens=3, logprobs=True, forced_tokens=forced), "cut"), None, "m"))
+    assert [t.token_ids[0] for t in cut.tokens] == list(forced[:3]) and cut.finish.finish_reason == "length"
+    assert [t.logprob for t in cut.tokens] == pytest.approx([t.logprob for t in whole.tokens[:3]], abs=1e-6)
+    assert whole.finish.finish_reason == "stop" and whole.finish.completion_tokens == len(forced)
+
+
 def test_a_candidate_too_long_for_the_context_is_left_unscored(embedded_engine):
     long_prompt = [{"role": "user", "content": "word " * (embedded_engine.n_ctx - 20)}]
     scored = asyncio.run(score_candidates(embedded_engine, ["Paris " * 30], lambda sql: long_prompt,

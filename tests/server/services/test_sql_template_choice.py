@@ -4,6 +4,7 @@ scores by rule here (which query the "model" prefers), the real model in the las
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 
 import pytest
@@ -29,6 +30,7 @@ class PromptScoringEngine(FakeEngine):
         super().__init__(n_ctx=8192, reply="SELECT 1")
         self.logprob_of = logprob_of
         self.scored: list[tuple[str, str]] = []  # (prompt, forced text)
+        self.in_flight = self.most_in_flight = 0
 
     async def generate(self, request):
         forced = request.params.forced_tokens
@@ -39,8 +41,12 @@ class PromptScoringEngine(FakeEngine):
         self.requests.append(request)
         prompt, text = self.detokenize(request.prompt_tokens), self.detokenize(forced)
         self.scored.append((prompt, text))
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
         for token in forced:
+            await asyncio.sleep(0)  # let any other scoring request run meanwhile
             yield TokenEvent(text=chr(token), token_ids=(token,), logprob=self.logprob_of(prompt))
+        self.in_flight -= 1
         yield FinishEvent("stop", len(request.prompt_tokens), len(forced))
 
 
@@ -70,6 +76,8 @@ def test_the_template_the_model_reads_as_the_question_answers(client_for):
     for prompt, forced in client.engine.scored:
         assert QUESTION_INSTRUCTIONS in prompt and "### Schema" not in prompt and forced == TWO_FIT
     assert body["usage"]["prompt_tokens"] > 0
+    # One at a time: each reuses one slot rather than evicting the cached schema from others.
+    assert client.engine.most_in_flight == 1
 
 
 def test_nearest_choice_keeps_retrieval_order_and_calls_no_model(client_for):

@@ -39,3 +39,24 @@ def test_a_rewritten_model_file_changes_the_fingerprint(tmp_path) -> None:
     model.write_bytes(b"GGUF" + bytes(100))
     os.utime(model, ns=(1, 1))
     assert model_fingerprint(model) != before
+
+
+def test_sql_variants_limits_which_variants_get_the_sql_run(tmp_path, monkeypatch) -> None:
+    """eval.sql_variants: the variants not named keep their MC and get a note, not a Text-to-SQL run."""
+    from training.evaluation import sql_accuracy, suite
+    from training.evaluation.parts import Parts
+    from training.evaluation.variants import Variant
+    from training.recipe import EvalConfig
+
+    for name in ("a.gguf", "b.gguf"):
+        (tmp_path / name).write_bytes(b"GGUF")
+    measured = []
+    monkeypatch.setattr(sql_accuracy, "evaluate_baseline", lambda items, **kw: {})
+    monkeypatch.setattr(sql_accuracy, "evaluate_sql_variant",
+                        lambda path, items, modes, **kw: measured.append(path) or {})
+    monkeypatch.setattr(suite, "load_sql_items", lambda config: [])
+    variants = [Variant("base", str(tmp_path / "a.gguf"), "gguf"), Variant("Q4_K_M", str(tmp_path / "b.gguf"), "gguf")]
+    report = {"variants": {"base": {}, "Q4_K_M": {}}, "sql_records": {}}
+    suite.run_sql(variants, EvalConfig(sql_variants=["base"]), report, False, Parts(tmp_path / "out"))
+    assert measured == [str(tmp_path / "a.gguf")]
+    assert report["variants"]["Q4_K_M"]["notes"] == ["Text-to-SQL not measured (eval.sql_variants)"]
