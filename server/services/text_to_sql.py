@@ -3,7 +3,8 @@
     SqlService.generate()   POST /v1/sql: up to `max_attempts` tries; after a rejected or failed
                             query the model sees its SQL and the error and writes another.
                             With sql.template_first a template whose values all fit the
-                            question answers first, and the model writes only the rest
+                            question answers first (the model choosing among several with
+                            sql.template_choice = model), and the model writes only the rest
     SqlService.validate()   POST /v1/sql/validate: the same validator (and executor) on SQL
                             a caller wrote
     SqlService.databases()  GET /v1/sql/databases: the configured databases and their schemas
