@@ -15,30 +15,9 @@ from fastapi.testclient import TestClient
 from server.app import create_app
 from server.settings import ServerSettings
 from server.sql.canonical import sql_skeleton
-from server.engine.base import FinishEvent, TokenEvent
 from server.sql.choice import ScoredCandidate, by_likelihood
 from server.sql.prompt import DRAFT_LABEL
-from tests.fakes import FakeEngine
-
-class ScoringEngine(FakeEngine):
-    """Forced generations reply with the forced tokens (characters, for this fake), each scored
-    `logprob_of(text)`; anything else replies with `reply`."""
-
-    def __init__(self, logprob_of, reply: str = "SELECT 1"):
-        super().__init__(n_ctx=8192, reply=reply)
-        self.logprob_of = logprob_of
-
-    async def generate(self, request):
-        forced = request.params.forced_tokens
-        if not forced:
-            async for event in super().generate(request):
-                yield event
-            return
-        self.requests.append(request)
-        text = self.detokenize(forced)
-        for token in forced:
-            yield TokenEvent(text=chr(token), token_ids=(token,), logprob=self.logprob_of(text))
-        yield FinishEvent("stop", len(request.prompt_tokens), len(forced))
+from tests.fakes import ScoringEngine
 
 
 @pytest.fixture()
@@ -91,20 +70,9 @@ def test_the_most_likely_candidate_answers_even_when_retrieval_ranks_it_last(cli
     assert not [r for r in client.engine.requests if not r.params.forced_tokens]  # no free generation
 
 
-def test_a_candidate_that_fails_validation_gives_way_to_the_next(client_for, monkeypatch):
-    from server.services import text_to_sql
-
-    real = text_to_sql.validate_sql
+def test_a_candidate_that_fails_validation_gives_way_to_the_next(client_for, reject_sql):
     calls = []
-
-    def reject_first(sql, *args, **kwargs):
-        calls.append(sql)
-        report = real(sql, *args, **kwargs)
-        if len(calls) == 1:
-            report.valid, report.failed_rule, report.message = False, "test_rule", "rejected by the test"
-        return report
-
-    monkeypatch.setattr(text_to_sql, "validate_sql", reject_first)
+    reject_sql(lambda sql: calls.append(sql) or len(calls) == 1)  # the first query the validator sees
     body = client_for().post("/v1/sql", json={"question": QUESTION}).json()
     assert [a["stage"] for a in body["attempts"]] == ["validation", "ok"]
     assert body["attempts"][0]["failed_rule"] == "test_rule" and body["status"] == "ok"

@@ -59,18 +59,8 @@ def test_a_template_that_does_not_fit_goes_to_the_model_with_its_draft(client_fo
     assert DRAFT_LABEL in client.engine.detokenize(request.prompt_tokens)  # as trained: the draft is still shown
 
 
-def test_a_fitting_template_that_fails_validation_gives_way_to_the_model(client_for, monkeypatch):
-    from server.services import text_to_sql
-
-    real = text_to_sql.validate_sql
-
-    def reject_templates(sql, *args, **kwargs):
-        report = real(sql, *args, **kwargs)
-        if "Calgary" in sql:
-            report.valid, report.failed_rule, report.message = False, "test_rule", "rejected by the test"
-        return report
-
-    monkeypatch.setattr(text_to_sql, "validate_sql", reject_templates)
+def test_a_fitting_template_that_fails_validation_gives_way_to_the_model(client_for, reject_sql):
+    reject_sql(lambda sql: "Calgary" in sql)
     client = client_for(template_first=True)
     body = client.post("/v1/sql", json={"question": FITS}).json()
     assert [(a["source"], a["stage"]) for a in body["attempts"]] == [("template", "validation"), ("model", "ok")]
