@@ -1,10 +1,12 @@
 """Scores template candidates with the model (`sql.rerank`, `sql.template_choice`; why:
 server/sql/choice.py).
 
-One forced generation per candidate, all at once: the engine's scheduler decodes them side by
-side in one batch, and their prompts share the cached schema prefix. A candidate costs its own
-prompt tail (question and draft, ~100 tokens) and one decode step per token of its SQL (~40-90),
-teacher-forced (SamplingParams.forced_tokens): the model samples nothing, it only scores.
+One forced generation per candidate (SamplingParams.forced_tokens with logprobs): the model
+samples nothing, it only scores. The engine computes such a score in the prefill, the forced
+tokens appended to the prompt and logits read at each of their positions (server/engine/
+scheduler.py), so a candidate costs its prompt tail and its reply's tokens in one pass: for
+sql.rerank the question and draft (~100 tokens, after the cached schema prefix) and the SQL
+(~40-90); for sql.template_choice the reverse prompt with the query (~70) and the question (~15).
 """
 
 from __future__ import annotations
