@@ -144,8 +144,8 @@ class SqlSettings(BaseModel):
         "searched shapes fit: nearest = the nearest pair's (word overlap); model = the one after which the model "
         "finds the asked question most likely (it reads each query and scores the question, the reverse task a "
         "recipe with question_samples trains; server/sql/choice.py). The next one answers when it fails validation. "
-        "On the sample's 215 test questions: EX 59.1% nearest, 61.4% with the default recipe's Q8_0 choosing "
-        "(60.5% un-adapted), p50 24 ms against ~0.87 s.",
+        "On the sample's 215 test questions: EX 59.1% nearest, 61.9% with the default recipe's Q8_0 choosing "
+        "(59.5% un-adapted), p50 24 ms against ~0.75-0.9 s on 2 cores.",
     )
     max_prompt_tables: int = Field(12, ge=1, description="Prune the schema to this many tables.")
     default_database: str | None = Field(None, description="Database used when a request names none.")
