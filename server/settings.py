@@ -147,6 +147,13 @@ class SqlSettings(BaseModel):
         "On the sample's 215 test questions: EX 59.1% nearest, 61.9% with the default recipe's Q8_0 choosing "
         "(59.5% un-adapted), p50 24 ms against ~0.75-0.9 s on 2 cores.",
     )
+    template_edits: bool = Field(
+        False, description="With sql.template_choice = model, also offer the model each fitting template's "
+        "structural edits (UNION/INTERSECT/EXCEPT swapped, one branch of a set operation alone; "
+        "server/sql/edits.py): the queries one step from a known shape, for questions of a shape no example "
+        "pair has. The model chooses among templates and edits alike; each costs one more scoring (~0.25 s "
+        "on 2 cores).",
+    )
     max_prompt_tables: int = Field(12, ge=1, description="Prune the schema to this many tables.")
     default_database: str | None = Field(None, description="Database used when a request names none.")
 

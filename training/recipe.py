@@ -32,6 +32,7 @@ class Source(BaseModel):
     rerank: int = Field(0, ge=0, le=8, description="sql: serve with sql.rerank (the model ranks this many template candidates by likelihood, in the prompt it was trained on); serving only, training is unchanged.")
     template_first: bool = Field(False, description="sql: serve with sql.template_first (the template's query answers when all its values fit; the model writes the rest); serving only, training is unchanged.")
     template_choice: Literal["nearest", "model"] = Field("nearest", description="sql: serve with this sql.template_choice (model: when several templates fit, the one after which the model finds the question most likely answers).")
+    template_edits: bool = Field(False, description="sql: serve with sql.template_edits (with template_choice model, the fitting templates' structural edits are offered too).")
     question_samples: bool = Field(False, description="sql: also train the reverse task (the SQL in, its question out) that sql.template_choice = model scores with.")
     other_shape_fraction: float = Field(0.0, ge=0, le=1, description="sql: share of pairs drafted (and given examples) only from pairs of another SQL shape, so the model learns to write past a draft that does not fit (new kinds of question).")
     schema_source: Literal["live", "ddl"] = Field("live", description="sql: introspect the configured database (as served) or use the sample DDL.")
@@ -123,13 +124,15 @@ class EvalConfig(BaseModel):
     sql_rerank_context: Literal["served", "own_draft", "question"] = Field("served", description="Serve with this sql.rerank_context.")
     sql_template_first: bool = Field(False, description="Serve with sql.template_first (the template answers when all its values fit).")
     sql_template_choice: Literal["nearest", "model"] = Field("nearest", description="Serve with this sql.template_choice (which fitting template answers).")
+    sql_template_edits: bool = Field(False, description="Serve with sql.template_edits (the templates' structural edits offered to the model's choice).")
     defog_dir: str | None = Field(None, description="defog sql-eval data folder (default ../shared/data/defog).")
 
     def served_sql(self) -> dict:
         """The evaluation server's `sql:` settings."""
         return {"max_attempts": self.max_attempts, "draft": self.sql_draft, "few_shot_k": self.sql_few_shot_k,
                 "drafts": self.sql_drafts, "rerank": self.sql_rerank, "rerank_context": self.sql_rerank_context,
-                "template_first": self.sql_template_first, "template_choice": self.sql_template_choice}
+                "template_first": self.sql_template_first, "template_choice": self.sql_template_choice,
+                "template_edits": self.sql_template_edits}
 
 
 class GateConfig(BaseModel):
@@ -203,7 +206,8 @@ class Recipe(BaseSettings):
         if src.rerank > 1:  # candidates are scored in the prompt the model was trained on
             served |= {"rerank": src.rerank, "rerank_context": "served"}
         if src.template_first:
-            served |= {"template_first": True, "template_choice": src.template_choice}
+            served |= {"template_first": True, "template_choice": src.template_choice,
+                       "template_edits": src.template_edits}
         return served
 
     def eval_config(self, **overrides) -> "EvalConfig":

@@ -4,7 +4,9 @@
                             query the model sees its SQL and the error and writes another.
                             With sql.template_first a template whose values all fit the
                             question answers first (the model choosing among several with
-                            sql.template_choice = model), and the model writes only the rest
+                            sql.template_choice = model, and with sql.template_edits
+                            among their structural edits too), and the model writes only
+                            the rest
     SqlService.validate()   POST /v1/sql/validate: the same validator (and executor) on SQL
                             a caller wrote
     SqlService.databases()  GET /v1/sql/databases: the configured databases and their schemas
@@ -44,6 +46,7 @@ from ..sql.baseline import TemplateBaseline
 from ..sql.mentions import ValueIndex
 from ..sql.choice import ScoredCandidate, by_likelihood
 from ..sql.connections import Database, DatabaseRegistry
+from ..sql.edits import edits
 from ..sql.execute import execute_readonly
 from ..sql.grammar import sql_grammar
 from ..sql.prompt import correction_messages, parse_answer, question_answer, question_messages, sql_messages
@@ -180,13 +183,15 @@ class SqlService:
         # "model" the one the model reads as asking this question (~100 prompt tokens a candidate).
         # The next one answers when it fails validation.
         templates = [ScoredCandidate(sql=a.sql, rank=rank) for rank, a in enumerate(nearest[:searched]) if a.fits]
+        if self.options.template_choice == "model" and self.options.template_edits:
+            templates = _with_edits(templates, schema.dialect)
         if len(templates) > 1 and self.options.template_choice == "model":
             t0 = time.perf_counter()
             templates = await self._templates_by_question(engine, templates, req.question, usage)
             timings.generation_ms += _ms(t0)
         for cand in templates:
-            attempt = Attempt(number=len(attempts) + 1, raw=cand.sql, sql=cand.sql, source="template", rank=cand.rank,
-                              logprob=cand.logprob)
+            attempt = Attempt(number=len(attempts) + 1, raw=cand.sql, sql=cand.sql, rank=cand.rank, logprob=cand.logprob,
+                              source="edit" if cand.edit else "template", edit=cand.edit)
             attempts.append(attempt)
             status, final, result, _ = await self._check(database, schema, dialect, max_rows, req.execute,
                                                          attempt, timings)
@@ -303,7 +308,7 @@ class SqlService:
                                         timeout_s=self.options.generation_timeout_s, on_finish=usage.add,
                                         reply_for=lambda _sql: question_answer(question), one_at_a_time=True)
         for cand, template in zip(scored, templates):
-            cand.rank = template.rank  # the retrieval rank among the searched shapes, not among the fitting
+            cand.rank, cand.edit = template.rank, template.edit  # the retrieval rank among the searched shapes
         return by_likelihood(scored)
 
     async def _complete(self, engine, messages: list[dict], grammar: str | None, max_tokens: int | None,
@@ -370,6 +375,19 @@ def _info(database: Database, schema: DatabaseSchema) -> DatabaseInfo:
             sample_values={k: list(v) for k, v in t.sample_values.items()},
         ) for t in schema.tables],
     )
+
+
+def _with_edits(templates: list[ScoredCandidate], dialect: str) -> list[ScoredCandidate]:
+    """The fitting templates, then each one's structural edits (server/sql/edits.py) with its
+    retrieval rank; a query already offered is not offered again."""
+    out = list(templates)
+    offered = {t.sql for t in templates}
+    for template in templates:
+        for edit in edits(template.sql, dialect):
+            if edit.sql not in offered:
+                offered.add(edit.sql)
+                out.append(ScoredCandidate(sql=edit.sql, rank=template.rank, edit=edit.rule))
+    return out
 
 
 def _schema_prefix_text(engine, schema: DatabaseSchema, dialect: str, tables) -> str:

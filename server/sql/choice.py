@@ -45,6 +45,7 @@ class ScoredCandidate:
     logprob: float | None = None  # sum over the answer's tokens; None: scoring failed or was cut
     tokens: int = 0
     token_ids: tuple[int, ...] = ()  # the tokens scored
+    edit: str | None = None  # the edit rule that made it from a template (server/sql/edits.py); None: as retrieved
 
 
 def by_likelihood(candidates: Sequence[ScoredCandidate]) -> list[ScoredCandidate]:

@@ -42,9 +42,13 @@ def test_typos_and_bad_values_are_errors(tmp_path):
     ("{name: s, kind: sql, path: p.jsonl}", {"few_shot_k": 0, "draft": True, "drafts": 1}),
     ("{name: s, kind: sql, path: p.jsonl, template_first: true, rerank: 3}",
      {"few_shot_k": 0, "draft": True, "drafts": 1, "rerank": 3, "rerank_context": "served", "template_first": True,
-      "template_choice": "nearest"}),
+      "template_choice": "nearest", "template_edits": False}),
     ("{name: s, kind: sql, path: p.jsonl, template_first: true, template_choice: model, question_samples: true}",
-     {"few_shot_k": 0, "draft": True, "drafts": 1, "template_first": True, "template_choice": "model"}),
+     {"few_shot_k": 0, "draft": True, "drafts": 1, "template_first": True, "template_choice": "model",
+      "template_edits": False}),
+    ("{name: s, kind: sql, path: p.jsonl, template_first: true, template_choice: model, template_edits: true}",
+     {"few_shot_k": 0, "draft": True, "drafts": 1, "template_first": True, "template_choice": "model",
+      "template_edits": True}),
     ("{name: s, kind: chat, path: p.jsonl}", {}),
 ])
 def test_served_sql_follows_the_sql_source_into_serving_and_eval(tmp_path, source, served):
@@ -54,3 +58,4 @@ def test_served_sql_follows_the_sql_source_into_serving_and_eval(tmp_path, sourc
     assert recipe.served_sql() == served
     assert recipe.eval_config().served_sql()["template_first"] is served.get("template_first", False)
     assert recipe.eval_config().served_sql()["template_choice"] == served.get("template_choice", "nearest")
+    assert recipe.eval_config().served_sql()["template_edits"] is served.get("template_edits", False)

@@ -21,7 +21,7 @@ from pathlib import Path
 # EvalConfig fields that are flags; list values may be comma-separated ("--sql sample,defog").
 EVAL_FLAGS = ("sql", "sql_limit", "sql_variants", "sql_modes", "databases", "mc", "mc_limit", "open_ended", "review_db",
               "review_key", "n_ctx", "max_attempts", "sql_draft", "sql_few_shot_k", "sql_drafts",
-              "sql_rerank", "sql_rerank_context", "sql_template_first", "sql_template_choice",
+              "sql_rerank", "sql_rerank_context", "sql_template_first", "sql_template_choice", "sql_template_edits",
               "defog_dir")
 
 

@@ -83,3 +83,25 @@ def test_the_real_model_scores_the_question_after_each_fitting_template(data_dir
     assert first["attempts"][0]["logprob"] is not None and first["attempts"][0]["logprob"] < 0
     assert first["attempts"][0]["logprob"] == pytest.approx(again["attempts"][0]["logprob"], abs=1e-3)
     assert first["usage"]["prompt_tokens"] > 0 and first["usage"]["completion_tokens"] > 0
+
+
+LAPSED = "Which customers in Amsterdam ordered in 2023 but not in 2024?"  # a held-out shape: EXCEPT
+
+
+def test_with_template_edits_the_model_may_choose_an_edit_of_a_template(client_for):
+    client = client_for(lambda prompt: -0.1 if " EXCEPT " in prompt else -2.0, template_edits=True)
+    body = client.post("/v1/sql", json={"question": LAPSED}).json()
+    assert body["status"] == "ok"
+    (attempt,) = body["attempts"]
+    assert (attempt["source"], attempt["edit"]) == ("edit", "swap_set_operation")
+    assert " EXCEPT " in attempt["sql"] and attempt["rank"] == 0  # the edit keeps its template's rank
+    scored = [prompt for prompt, _ in client.engine.scored]
+    assert sum(" INTERSECT " in p for p in scored) == 1 and sum(" UNION " in p for p in scored) == 1
+    assert len(scored) == len(set(scored))  # a query already offered is not scored twice
+
+
+def test_without_template_edits_only_retrieved_templates_are_offered(client_for):
+    client = client_for(lambda prompt: -0.1 if " EXCEPT " in prompt else -2.0)
+    body = client.post("/v1/sql", json={"question": LAPSED}).json()
+    assert all(a["source"] == "template" and a["edit"] is None for a in body["attempts"])
+    assert not any(" EXCEPT " in prompt for prompt, _ in client.engine.scored)
