@@ -148,6 +148,9 @@ class GateConfig(BaseModel):
     must_beat_baseline: bool = Field(True, description="Candidate SQL EX strictly above the template baseline's.")
     must_beat_base: bool = Field(True, description="Candidate SQL EX strictly above the base variant's (the "
                                  "un-adapted model, served with the same settings): adaptation must add something.")
+    on_unseen_shapes: bool = Field(True, description="must_beat_baseline and must_beat_base also hold on the "
+                                   "split's questions of SQL shapes no training pair has (seen_shape: false); "
+                                   "skipped for a split without those labels.")
     max_general_drop_points: float | None = Field(
         2.0, ge=0, description="General MC accuracy at most this many points below the base (None: no check).")
 

@@ -12,6 +12,10 @@ Checks (settings: GateConfig in training/recipe.py; a limit of None turns its ch
   base          the candidate's SQL EX is strictly above the base variant's (the un-adapted model
                 served with the same settings): with sql.template_first both answer most questions
                 with the same templates, and only the model's share tells them apart
+  unseen        with on_unseen_shapes, both of the above hold on the split's questions of SQL shapes
+                no training pair has (`seen_shape: false`) as well: a model that only re-ranks the
+                known shapes must not pass for one that generalises (skipped, and said so, for a
+                split without those labels)
   general       the candidate's general multiple-choice accuracy is at most
                 max_general_drop_points below the base model's (adaptation must not erase what
                 the base model knew)
@@ -25,7 +29,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from .report_data import MC_GENERAL, mc_acc, sql_ex
+from .report_data import MC_GENERAL, mc_acc, sql_ex, sql_seen
 
 
 class GateFailed(Exception):
@@ -83,8 +87,19 @@ def check_gate(report: dict, gate, candidate: str | None = None) -> GateResult:
         other_ex = sql_ex(report, other, split)
         if cand_ex is None or other_ex is None:
             check(False, _missing(f"SQL EX on {split!r}", name if cand_ex is None else other, "Text-to-SQL"))
+            return
+        check(cand_ex > other_ex, f"{name} SQL EX {cand_ex}% vs {label} {other_ex}% on {split} (must be higher)")
+        if not gate.on_unseen_shapes:
+            return
+        cand_new, other_new = sql_seen(report, name, False, split), sql_seen(report, other, False, split)
+        if cand_new is None and other_new is None:  # a split without seen/unseen labels (defog, a customer's)
+            checks.append(f"skipped: {split} has no questions marked as of unseen SQL shapes")
+        elif cand_new is None or other_new is None:
+            check(False, _missing(f"SQL EX on {split!r}'s unseen shapes", name if cand_new is None else other,
+                                  "Text-to-SQL"))
         else:
-            check(cand_ex > other_ex, f"{name} SQL EX {cand_ex}% vs {label} {other_ex}% on {split} (must be higher)")
+            check(cand_new > other_new, f"{name} SQL EX {cand_new}% vs {label} {other_new}% on {split}'s unseen "
+                  "SQL shapes (must be higher)")
 
     if gate.must_beat_baseline:
         must_beat("baseline", "template baseline")

@@ -14,7 +14,7 @@ from .reports import make_report
 def test_a_good_candidate_passes_every_check() -> None:
     result = check_gate(make_report(), GateConfig(), "Q8_0")
     assert result.passed and result.reasons == []
-    assert len(result.checks) == 4 and all(c.startswith("ok: ") for c in result.checks)
+    assert len(result.checks) == 6 and all(c.startswith("ok: ") for c in result.checks)
     assert "drop of 0.5 points" in result.checks[0]
 
 
@@ -37,8 +37,40 @@ def test_not_beating_the_baseline_fails_and_a_tie_is_not_a_win() -> None:
 def test_not_beating_the_un_adapted_base_fails() -> None:
     # sql.template_first: both answer most questions with the same templates; a tie is no adaptation.
     result = check_gate(make_report(q8=59.5, base=59.5), GateConfig(), "Q8_0")
-    assert result.reasons == ["Q8_0 SQL EX 59.5% vs base (un-adapted) 59.5% on sample (must be higher)"]
+    assert result.reasons == ["Q8_0 SQL EX 59.5% vs base (un-adapted) 59.5% on sample (must be higher)",
+                              "Q8_0 SQL EX 54.5% vs base (un-adapted) 54.5% on sample's unseen SQL shapes (must be higher)"]
     assert check_gate(make_report(q8=59.5, base=59.5), GateConfig(must_beat_base=False), "Q8_0").passed
+
+
+def _unseen(report: dict, variant: str, ex: float | None) -> dict:
+    summary = (report["baseline"]["sql"]["sample"] if variant == "baseline"
+               else report["variants"][variant]["sql"]["sample"]["constrained"])
+    if ex is None:
+        summary.pop("by_seen_shape")
+    else:
+        summary["by_seen_shape"]["False"]["ex_pct"] = ex
+    return report
+
+
+def test_winning_overall_is_not_enough_the_unseen_shapes_must_be_won_too() -> None:
+    # Better overall (59.5 > 20.0) by re-ranking known shapes, but no better on new ones: a tie.
+    report = _unseen(_unseen(make_report(), "Q8_0", 5.3), "base", 5.3)
+    result = check_gate(report, GateConfig(), "Q8_0")
+    assert result.reasons == ["Q8_0 SQL EX 5.3% vs base (un-adapted) 5.3% on sample's unseen SQL shapes (must be higher)"]
+    assert "ok: Q8_0 SQL EX 59.5% vs base (un-adapted) 20.0% on sample (must be higher)" in result.checks
+    assert check_gate(report, GateConfig(on_unseen_shapes=False), "Q8_0").passed
+    assert not check_gate(_unseen(make_report(), "baseline", 60.0), GateConfig(), "Q8_0").passed
+
+
+def test_a_split_without_unseen_labels_skips_the_unseen_checks_and_says_so() -> None:
+    report = make_report()
+    for name in ("Q8_0", "base", "baseline"):
+        _unseen(report, name, None)
+    result = check_gate(report, GateConfig(), "Q8_0")
+    assert result.passed and sum(c.startswith("skipped: sample has no questions") for c in result.checks) == 2
+    result = check_gate(_unseen(make_report(), "base", None), GateConfig(), "Q8_0")  # one side only: missing
+    assert result.reasons == ["no SQL EX on 'sample''s unseen shapes for variant 'base' in the report "
+                              "(Text-to-SQL not evaluated)"]
 
 
 def test_general_knowledge_loss_fails() -> None:
