@@ -154,6 +154,13 @@ class SqlSettings(BaseModel):
         "pair has. The model chooses among templates and edits alike; each costs one more scoring (~0.25 s "
         "on 2 cores).",
     )
+    edit_penalty: float = Field(
+        2.0, ge=0, description="With sql.template_edits, how many nats more likely than the "
+        "templates the question must be after an edit for the edit to answer: a prior (log P(query)) against "
+        "queries no example pair has. Set on the sample's training pairs with the default recipe's Q8_0 "
+        "(every third pair, 186): leave-one-out, edits won 11 wrong choices at 0 nats and none from 2; with the "
+        "pair's own shape left out (a stand-in for a new shape), the edits' 3 right answers held up to 2.5.",
+    )
     max_prompt_tables: int = Field(12, ge=1, description="Prune the schema to this many tables.")
     default_database: str | None = Field(None, description="Database used when a request names none.")
 

@@ -46,7 +46,7 @@ from ..sql.baseline import TemplateBaseline
 from ..sql.mentions import ValueIndex
 from ..sql.choice import ScoredCandidate, by_likelihood
 from ..sql.connections import Database, DatabaseRegistry
-from ..sql.edits import edits
+from ..sql.edits import with_edits
 from ..sql.execute import execute_readonly
 from ..sql.grammar import sql_grammar
 from ..sql.prompt import correction_messages, parse_answer, question_answer, question_messages, sql_messages
@@ -184,7 +184,7 @@ class SqlService:
         # The next one answers when it fails validation.
         templates = [ScoredCandidate(sql=a.sql, rank=rank) for rank, a in enumerate(nearest[:searched]) if a.fits]
         if self.options.template_choice == "model" and self.options.template_edits:
-            templates = _with_edits(templates, schema.dialect)
+            templates = with_edits(templates, schema.dialect)
         if len(templates) > 1 and self.options.template_choice == "model":
             t0 = time.perf_counter()
             templates = await self._templates_by_question(engine, templates, req.question, usage)
@@ -309,7 +309,7 @@ class SqlService:
                                         reply_for=lambda _sql: question_answer(question), one_at_a_time=True)
         for cand, template in zip(scored, templates):
             cand.rank, cand.edit = template.rank, template.edit  # the retrieval rank among the searched shapes
-        return by_likelihood(scored)
+        return by_likelihood(scored, self.options.edit_penalty)
 
     async def _complete(self, engine, messages: list[dict], grammar: str | None, max_tokens: int | None,
                         usage: _Usage, is_disconnected, timeout_s: float, shared: str = "") -> tuple[str, bool]:
@@ -375,19 +375,6 @@ def _info(database: Database, schema: DatabaseSchema) -> DatabaseInfo:
             sample_values={k: list(v) for k, v in t.sample_values.items()},
         ) for t in schema.tables],
     )
-
-
-def _with_edits(templates: list[ScoredCandidate], dialect: str) -> list[ScoredCandidate]:
-    """The fitting templates, then each one's structural edits (server/sql/edits.py) with its
-    retrieval rank; a query already offered is not offered again."""
-    out = list(templates)
-    offered = {t.sql for t in templates}
-    for template in templates:
-        for edit in edits(template.sql, dialect):
-            if edit.sql not in offered:
-                offered.add(edit.sql)
-                out.append(ScoredCandidate(sql=edit.sql, rank=template.rank, edit=edit.rule))
-    return out
 
 
 def _schema_prefix_text(engine, schema: DatabaseSchema, dialect: str, tables) -> str:

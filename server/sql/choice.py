@@ -48,8 +48,12 @@ class ScoredCandidate:
     edit: str | None = None  # the edit rule that made it from a template (server/sql/edits.py); None: as retrieved
 
 
-def by_likelihood(candidates: Sequence[ScoredCandidate]) -> list[ScoredCandidate]:
+def by_likelihood(candidates: Sequence[ScoredCandidate], edit_penalty: float = 0.0) -> list[ScoredCandidate]:
     """Most likely first (the sum of token log-probabilities: the probability of the whole query).
     Unscored candidates go last; ties keep retrieval order, so with no scores this is the
-    baseline's order."""
-    return sorted(candidates, key=lambda c: (c.logprob is None, -(c.logprob or 0.0), c.rank))
+    baseline's order. An edit of a template (server/sql/edits.py) ranks as if `edit_penalty` nats
+    less likely: a prior, log P(query) lower for a query no example pair has."""
+    def key(c: ScoredCandidate):
+        score = (c.logprob or 0.0) - (edit_penalty if c.edit else 0.0)
+        return c.logprob is None, -score, c.rank
+    return sorted(candidates, key=key)

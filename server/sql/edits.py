@@ -32,6 +32,8 @@ from dataclasses import dataclass
 import sqlglot
 from sqlglot import exp
 
+from .choice import ScoredCandidate
+
 Rule = Callable[[exp.Expression], list[exp.Expression]]
 
 _SET_OPERATIONS = (exp.Union, exp.Intersect, exp.Except)
@@ -102,4 +104,17 @@ def edits(sql: str, dialect: str = "sqlite", rules: Sequence[Rule] = RULES) -> l
             if text not in seen:
                 seen.add(text)
                 out.append(Edit(text, rule.__name__))
+    return out
+
+
+def with_edits(templates: Sequence[ScoredCandidate], dialect: str = "sqlite") -> list[ScoredCandidate]:
+    """The templates, then each one's edits with its retrieval rank and the rule's name; a query
+    already offered is not offered again (INTERSECT's swap to UNION may be another template)."""
+    out = list(templates)
+    offered = {t.sql for t in templates}
+    for template in templates:
+        for edit in edits(template.sql, dialect):
+            if edit.sql not in offered:
+                offered.add(edit.sql)
+                out.append(ScoredCandidate(sql=edit.sql, rank=template.rank, edit=edit.rule))
     return out

@@ -62,9 +62,12 @@ def load_sql_items(config) -> list:
 
 
 def _sql_key(v: Variant, items: list, config) -> dict:
-    """What one variant's Text-to-SQL result depends on (parts.py)."""
+    """What one variant's Text-to-SQL result depends on (parts.py): the serving settings in full,
+    defaults included, so that a changed default (sql.edit_penalty, say) measures again."""
+    from server.settings import SqlSettings
+
     return {"model": model_fingerprint(v.resolved_path), "modes": list(config.sql_modes), "n_ctx": config.n_ctx,
-            "sql": config.served_sql(), "items": [[i.split, i.id, i.database, i.question, i.gold_sql] for i in items]}
+            "sql": SqlSettings(**config.served_sql()).model_dump(mode="json"), "items": [[i.split, i.id, i.database, i.question, i.gold_sql] for i in items]}
 
 
 def run_sql(variants: list[Variant], config, report: dict, progress: bool, parts: Parts) -> None:

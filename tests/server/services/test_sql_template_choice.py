@@ -4,14 +4,18 @@ scores by rule here (which query the "model" prefers), the real model in the las
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 
 import pytest
 from fastapi.testclient import TestClient
 
 from server.app import create_app
+from server.services.sql_candidates import score_candidates
 from server.settings import ServerSettings
-from server.sql.prompt import QUESTION_INSTRUCTIONS, question_answer
+from server.sql.choice import ScoredCandidate, by_likelihood
+from server.sql.edits import with_edits
+from server.sql.prompt import QUESTION_INSTRUCTIONS, question_answer, question_messages
 from tests.fakes import ScoringEngine
 
 # Of the nearest three shapes, the first keeps a value the question does not name (no fit); the
@@ -89,7 +93,7 @@ LAPSED = "Which customers in Amsterdam ordered in 2023 but not in 2024?"  # a he
 
 
 def test_with_template_edits_the_model_may_choose_an_edit_of_a_template(client_for):
-    client = client_for(lambda prompt: -0.1 if " EXCEPT " in prompt else -2.0, template_edits=True)
+    client = client_for(lambda prompt: -0.1 if " EXCEPT " in prompt else -2.0, template_edits=True, edit_penalty=0)
     body = client.post("/v1/sql", json={"question": LAPSED}).json()
     assert body["status"] == "ok"
     (attempt,) = body["attempts"]
@@ -100,8 +104,45 @@ def test_with_template_edits_the_model_may_choose_an_edit_of_a_template(client_f
     assert len(scored) == len(set(scored))  # a query already offered is not scored twice
 
 
+def test_an_edit_must_beat_the_templates_by_the_edit_penalty(client_for):
+    # Per question token: the EXCEPT edit -0.1, the rest -2.0; a prior larger than that gap keeps the template.
+    gap = (2.0 - 0.1) * len(question_answer(LAPSED))
+    for penalty, source in ((gap - 1, "edit"), (gap + 1, "template")):
+        client = client_for(lambda prompt: -0.1 if " EXCEPT " in prompt else -2.0, template_edits=True,
+                            edit_penalty=penalty)
+        body = client.post("/v1/sql", json={"question": LAPSED}).json()
+        assert body["attempts"][0]["source"] == source
+
+
 def test_without_template_edits_only_retrieved_templates_are_offered(client_for):
     client = client_for(lambda prompt: -0.1 if " EXCEPT " in prompt else -2.0)
     body = client.post("/v1/sql", json={"question": LAPSED}).json()
     assert all(a["source"] == "template" and a["edit"] is None for a in body["attempts"])
     assert not any(" EXCEPT " in prompt for prompt, _ in client.engine.scored)
+
+
+@pytest.mark.model
+def test_the_real_model_scores_templates_and_their_edits_alike(data_dir, embedded_engine):
+    """With sql.template_edits, the real model scores the fitting templates and their edits in one
+    choice: what answers is the candidate after which the question is most likely (edits weighed by
+    sql.edit_penalty), among the template (INTERSECT, rank 0) and its four edits, each scored here
+    again on its own."""
+    settings = ServerSettings(sql={"template_first": True, "template_choice": "model", "template_edits": True})
+    with TestClient(create_app(settings, embedded_engine)) as client:
+        body = client.post("/v1/sql", json={"question": LAPSED}).json()
+        service = client.app.state.sql
+        database = service.database(None)
+        pairs = service.examples(database, "sqlite")
+    fitting = [ScoredCandidate(sql=a.sql, rank=r) for r, a in enumerate(pairs.answers(LAPSED, 3)) if a.fits]
+    offered = with_edits(fitting, "sqlite")
+    assert {c.edit for c in offered} >= {None, "swap_set_operation", "single_branch"} and len(offered) >= 5
+    scored = asyncio.run(score_candidates(embedded_engine, [c.sql for c in offered], question_messages, metrics=None,
+                                          timeout_s=60, reply_for=lambda _sql: question_answer(LAPSED),
+                                          one_at_a_time=True))
+    for cand, offer in zip(scored, offered):
+        cand.rank, cand.edit = offer.rank, offer.edit
+    best = by_likelihood(scored, settings.sql.edit_penalty)[0]
+    first = body["attempts"][0]
+    assert body["status"] == "ok" and first["sql"].startswith(best.sql.split(" ORDER BY")[0])
+    assert (first["source"], first["edit"]) == (("edit" if best.edit else "template"), best.edit)
+    assert first["logprob"] == pytest.approx(best.logprob, abs=1e-3)

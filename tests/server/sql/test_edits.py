@@ -9,7 +9,8 @@ import pytest
 import sqlglot
 
 from server.sql.compare import Gold, compare_to_gold, is_ordered
-from server.sql.edits import RULES, edits, single_branch, swap_set_operation
+from server.sql.choice import ScoredCandidate
+from server.sql.edits import RULES, edits, single_branch, swap_set_operation, with_edits
 from server.sql.sample.generate import ensure_sample_sqlite
 
 BOTH = ("SELECT city FROM customers WHERE country = 'Ireland' INTERSECT "
@@ -49,6 +50,17 @@ def test_edits_runs_every_rule_names_it_and_drops_repeats():
     assert edits("SELECT a FROM t WHERE b = 1") == []
     assert edits("SELEC nonsense (") == []
     assert [r.__name__ for r in RULES] == ["swap_set_operation", "single_branch"]
+
+
+def test_with_edits_offers_templates_first_then_new_edits_with_their_template_s_rank():
+    union = BOTH.replace("INTERSECT", "UNION")
+    offered = with_edits([ScoredCandidate(sql=BOTH, rank=0), ScoredCandidate(sql=union, rank=2),
+                          ScoredCandidate(sql="SELECT a FROM t", rank=1)])
+    assert [(c.rank, c.edit) for c in offered[:3]] == [(0, None), (2, None), (1, None)]
+    # BOTH's swap to UNION is already the second template: offered once, as the template.
+    assert [(c.rank, c.edit) for c in offered[3:]] == [(0, "swap_set_operation"), (0, "single_branch"),
+                                                       (0, "single_branch")]
+    assert len({c.sql for c in offered}) == len(offered) == 6
 
 
 # Held-out shapes of the sample (server/sql/sample): no training pair has them, yet one edit of a

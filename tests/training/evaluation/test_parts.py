@@ -60,3 +60,20 @@ def test_sql_variants_limits_which_variants_get_the_sql_run(tmp_path, monkeypatc
     suite.run_sql(variants, EvalConfig(sql_variants=["base"]), report, False, Parts(tmp_path / "out"))
     assert measured == [str(tmp_path / "a.gguf")]
     assert report["variants"]["Q4_K_M"]["notes"] == ["Text-to-SQL not measured (eval.sql_variants)"]
+
+
+def test_the_sql_key_holds_every_serving_setting_defaults_included(tmp_path) -> None:
+    """Every sql setting is in the key, at the value the eval server runs with, so a serving default
+    that changes (not only what the recipe sets) measures again."""
+    from server.settings import SqlSettings
+    from training.evaluation import suite
+    from training.evaluation.variants import Variant
+    from training.recipe import EvalConfig
+
+    (tmp_path / "a.gguf").write_bytes(b"GGUF")
+    variant = Variant("base", str(tmp_path / "a.gguf"), "gguf")
+    key = suite._sql_key(variant, [], EvalConfig())["sql"]
+    assert set(key) == set(SqlSettings.model_fields)
+    assert key["edit_penalty"] == SqlSettings().edit_penalty and key["max_new_tokens"] == SqlSettings().max_new_tokens
+    changed = suite._sql_key(variant, [], EvalConfig(sql_template_edits=True))["sql"]
+    assert changed["template_edits"] is True and {k for k in key if key[k] != changed[k]} == {"template_edits"}
