@@ -152,7 +152,8 @@ class SqlSettings(BaseModel):
         "structural edits (UNION/INTERSECT/EXCEPT swapped, one branch of a set operation alone; "
         "server/sql/edits.py): the queries one step from a known shape, for questions of a shape no example "
         "pair has. The model chooses among templates and edits alike; each costs one more scoring (~0.25 s "
-        "on 2 cores).",
+        "on 2 cores). On the sample's 215 test questions, the default recipe's Q8_0: EX 63.7%, unseen shapes "
+        "7/75, against 61.9% and 2/75 without edits.",
     )
     edit_penalty: float = Field(
         2.0, ge=0, description="With sql.template_edits, how many nats more likely than the "

@@ -23,7 +23,10 @@ templates fit the question (every slot re-filled from it), the model reads each 
 `question_messages` and the asked question is scored as the reply: log P(question | query). Every
 candidate is scored on the same tokens (the question), so sums compare fairly whatever each
 query's length, and a query that asks something else (a count per segment where the question
-wants suppliers) makes the question unlikely. The figures are in training/README.md.
+wants suppliers) makes the question unlikely. With `sql.template_edits` the candidates also
+include each fitting template's structural edits (server/sql/edits.py), which enter the ranking
+`sql.edit_penalty` nats down: a prior against queries no example pair has. The figures are in
+training/README.md.
 """
 
 from __future__ import annotations
