@@ -183,12 +183,13 @@ class SqlService:
         # "model" the one the model reads as asking this question (~100 prompt tokens a candidate).
         # The next one answers when it fails validation.
         templates = [ScoredCandidate(sql=a.sql, rank=rank) for rank, a in enumerate(nearest[:searched]) if a.fits]
-        if self.options.template_choice == "model" and self.options.template_edits:
-            templates = with_edits(templates, schema.dialect)
-        if len(templates) > 1 and self.options.template_choice == "model":
-            t0 = time.perf_counter()
-            templates = await self._templates_by_question(engine, templates, req.question, usage)
-            timings.generation_ms += _ms(t0)
+        if self.options.template_choice == "model":
+            if self.options.template_edits:  # and each one's structural edits (server/sql/edits.py)
+                templates = with_edits(templates, schema.dialect)
+            if len(templates) > 1:
+                t0 = time.perf_counter()
+                templates = await self._templates_by_question(engine, templates, req.question, usage)
+                timings.generation_ms += _ms(t0)
         for cand in templates:
             attempt = Attempt(number=len(attempts) + 1, raw=cand.sql, sql=cand.sql, rank=cand.rank, logprob=cand.logprob,
                               source="edit" if cand.edit else "template", edit=cand.edit)
