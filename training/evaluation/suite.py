@@ -67,7 +67,8 @@ def _sql_key(v: Variant, items: list, config) -> dict:
     from server.settings import SqlSettings
 
     return {"model": model_fingerprint(v.resolved_path), "modes": list(config.sql_modes), "n_ctx": config.n_ctx,
-            "sql": SqlSettings(**config.served_sql()).model_dump(mode="json"), "items": [[i.split, i.id, i.database, i.question, i.gold_sql] for i in items]}
+            "sql": SqlSettings(**config.served_sql()).model_dump(mode="json"),
+            "items": [[i.split, i.id, i.database, i.question, i.gold_sql] for i in items]}
 
 
 def run_sql(variants: list[Variant], config, report: dict, progress: bool, parts: Parts) -> None:
