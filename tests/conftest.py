@@ -73,7 +73,7 @@ def start_server(tmp: Path, *args: str, env: dict | None = None, wait_ready: boo
         cwd=ROOT, env=full_env, stdout=log.open("w"), stderr=subprocess.STDOUT, preexec_fn=_die_with_parent,
     )
     base = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
+    deadline = time.time() + 600  # a ceiling for a hung start, not a speed bound: ready is polled
     while time.time() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"server exited with {proc.returncode}:\n{log.read_text()[-3000:]}")

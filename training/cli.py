@@ -21,6 +21,8 @@ def add_arguments(parser: argparse.ArgumentParser, verb: str) -> None:
         parser.add_argument("--no-progress", action="store_true", help="No progress bar (metrics still go to metrics.jsonl).")
     if verb == "plan":
         parser.add_argument("--json", action="store_true", help="Print the plan as JSON.")
+        parser.add_argument("--recalibrate", action="store_true",
+                            help="Measure this machine's training rate again instead of using the cached one.")
 
 
 def load(args: argparse.Namespace):
@@ -47,14 +49,18 @@ def run(args: argparse.Namespace, verb: str) -> int:
     if verb == "plan":
         from dataclasses import asdict
 
-        from .plan import format_plan, plan_from_run
+        from .plan import format_plan, plan_from_run, plan_from_sources
 
-        if not (recipe.run_dir() / "data" / "manifest.json").exists():  # the plan needs the data's counts
-            from .prepare import prepare
-
-            prepare(recipe)
-        plan = plan_from_run(recipe)
-        print(json.dumps(asdict(plan), indent=2) if args.json else format_plan(plan))
+        notes = []
+        if (recipe.run_dir() / "data" / "manifest.json").exists():
+            plan = plan_from_run(recipe, refresh=args.recalibrate)
+        else:  # the data stage would generate replay answers with the model: plan from counts instead
+            print(f"data not prepared ({recipe.run_dir() / 'data'}): planning from the domain sources' counts",
+                  flush=True)
+            plan, notes = plan_from_sources(recipe, refresh=args.recalibrate)
+        print(json.dumps(asdict(plan) | {"notes": notes}, indent=2) if args.json else format_plan(plan))
+        for note in notes if not args.json else ():
+            print(f"note: {note}")
         return 0
     if verb == "train":
         from .train import train

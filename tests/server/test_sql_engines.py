@@ -54,6 +54,8 @@ def sql_server(tmp_path_factory, data_dir):
             {"name": "sample_pg", "url": PG_URL, "examples_path": examples},
             {"name": "sample_maria", "url": MYSQL_URL, "examples_path": examples},
         ],
+        # These tests judge answers, not speed: a loaded 2-core box can take minutes per question.
+        "sql": {"generation_timeout_s": 900},
     }
     (tmp / "hearth.yaml").write_text(yaml.safe_dump(config))
     server = start_server(tmp, "--config", str(tmp / "hearth.yaml"), "--api-keys", API_KEY, "--n-ctx", "2048",

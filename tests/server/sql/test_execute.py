@@ -67,10 +67,10 @@ ENDLESS = {
 
 
 def test_huge_result_is_not_read_to_the_end(fixture_db: FixtureDb) -> None:
-    started = time.monotonic()
-    result = run(fixture_db, ENDLESS[fixture_db.kind], max_rows=3, timeout_s=10)
+    # Reading the endless result to the end would hit the statement timeout and raise QueryTimeout;
+    # rows come back only when the reader stops after max_rows + 1. No wall-time bound is needed.
+    result = run(fixture_db, ENDLESS[fixture_db.kind], max_rows=3, timeout_s=60)
     assert (result.rows, result.truncated) == ([[1], [2], [3]], True)
-    assert time.monotonic() - started < 3
     assert run(fixture_db, "SELECT COUNT(*) FROM customers").rows == [[3]]  # the pool is still fine
 
 
@@ -156,7 +156,7 @@ LOCKS = [
 def test_session_locks_do_not_outlive_the_call(kind: str, take: str, held: str, request: pytest.FixtureRequest) -> None:
     fixture_db = request.getfixturevalue(f"{kind}_fixture")
     run(fixture_db, take)
-    deadline = time.monotonic() + 2  # a closed MariaDB connection is reaped asynchronously
+    deadline = time.monotonic() + 30  # a closed MariaDB connection is reaped asynchronously (ms when idle)
     while fixture_db.admin(held)[0][0] and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not fixture_db.admin(held)[0][0]
@@ -164,7 +164,7 @@ def test_session_locks_do_not_outlive_the_call(kind: str, take: str, held: str, 
 
 SLOW = {
     "sqlite": "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 1000000000) SELECT COUNT(*) FROM c",
-    "postgres": "SELECT pg_sleep(5)",
+    "postgres": "SELECT pg_sleep(120)",
     "mariadb": "SELECT COUNT(*) FROM seq_1_to_100000 a, seq_1_to_100000 b",
 }
 
@@ -173,7 +173,9 @@ def _assert_times_out(fixture_db: FixtureDb, sql: str, timeout_s: float = 0.5) -
     started = time.monotonic()
     with pytest.raises(QueryTimeout, match=fixture_db.database.name):
         run(fixture_db, sql, timeout_s=timeout_s)
-    assert time.monotonic() - started < timeout_s + 1
+    # Each SLOW query runs for minutes uncancelled; the bound only tells "cancelled at the timeout"
+    # from "ran to the end", with room for any machine's cancel round trip.
+    assert time.monotonic() - started < 60
     assert run(fixture_db, "SELECT COUNT(*) FROM customers").rows == [[3]]  # connection reusable
 
 
@@ -185,7 +187,7 @@ def test_long_query_times_out(fixture_db: FixtureDb) -> None:
 def test_mariadb_sleep_times_out(mariadb_fixture: FixtureDb) -> None:
     # MariaDB 10.11 raises error 1969 here; where SLEEP() instead returns 1 when the statement
     # timer fires (MySQL), execute_readonly turns the over-long result into QueryTimeout.
-    _assert_times_out(mariadb_fixture, "SELECT SLEEP(5)")
+    _assert_times_out(mariadb_fixture, "SELECT SLEEP(120)")
 
 
 def test_query_errors_are_invalid_requests(fixture_db: FixtureDb) -> None:
