@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .data import clean, load_chat, load_corpus
 from .io import read_jsonl, sha256_file, sha256_json, write_json, write_jsonl
-from .mix import mix, split_validation
+from .mix import loss_tokens, mix, split_validation
 from .recipe import Recipe, Source
 
 
@@ -87,6 +87,8 @@ def prepare(recipe: Recipe) -> dict:
             "files": {str(f): sha256_file(f) for f in source_files(src, run) if f.exists()},
             "cleaning": stats | enc_stats, "samples": len(encoded),
             "tokens": sum(len(s["input_ids"]) for s in encoded),
+            # The longest trained answer: serving's token budget must fit it (Recipe.served_sql).
+            "longest_answer_tokens": max((loss_tokens(s) for s in encoded), default=0),
         }
     mixed, mix_report = mix(by_role, ratio=cfg.ratio, mip_fraction=cfg.mip_fraction, seed=cfg.seed,
                             domain_repeat=cfg.domain_repeat, max_repeat=cfg.max_repeat)

@@ -7,12 +7,15 @@ recipe > the defaults below. Each option is documented once, on its Field.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from server.settings import SqlSettings
 
 EMBEDDED = "embedded:smollm2"
 
@@ -125,14 +128,17 @@ class EvalConfig(BaseModel):
     sql_template_first: bool = Field(False, description="Serve with sql.template_first (the template answers when all its values fit).")
     sql_template_choice: Literal["nearest", "model"] = Field("nearest", description="Serve with this sql.template_choice (which fitting template answers).")
     sql_template_edits: bool = Field(False, description="Serve with sql.template_edits (the templates' structural edits offered to the model's choice).")
+    sql_max_new_tokens: int | None = Field(None, ge=16, description="Serve with this sql.max_new_tokens (None: the "
+                                           "server's default; the pipeline sets it when a trained answer is longer).")
     defog_dir: str | None = Field(None, description="defog sql-eval data folder (default ../shared/data/defog).")
 
     def served_sql(self) -> dict:
         """The evaluation server's `sql:` settings."""
-        return {"max_attempts": self.max_attempts, "draft": self.sql_draft, "few_shot_k": self.sql_few_shot_k,
-                "drafts": self.sql_drafts, "rerank": self.sql_rerank, "rerank_context": self.sql_rerank_context,
-                "template_first": self.sql_template_first, "template_choice": self.sql_template_choice,
-                "template_edits": self.sql_template_edits}
+        served = {"max_attempts": self.max_attempts, "draft": self.sql_draft, "few_shot_k": self.sql_few_shot_k,
+                  "drafts": self.sql_drafts, "rerank": self.sql_rerank, "rerank_context": self.sql_rerank_context,
+                  "template_first": self.sql_template_first, "template_choice": self.sql_template_choice,
+                  "template_edits": self.sql_template_edits}
+        return served | ({"max_new_tokens": self.sql_max_new_tokens} if self.sql_max_new_tokens else {})
 
 
 class GateConfig(BaseModel):
@@ -211,7 +217,21 @@ class Recipe(BaseSettings):
         if src.template_first:
             served |= {"template_first": True, "template_choice": src.template_choice,
                        "template_edits": src.template_edits}
+        budget = self.answer_token_budget(src.name)
+        if budget:
+            served["max_new_tokens"] = budget
         return served
+
+    def answer_token_budget(self, source: str) -> int | None:
+        """sql.max_new_tokens for a source whose longest trained answer would not fit serving's
+        default budget (with 25% room), from the prepared data's manifest; None when it fits. A
+        budget shorter than a trained answer cuts the query mid-way: unclosed '(' at serving."""
+        manifest = self.run_dir() / "data" / "manifest.json"
+        if not manifest.exists():
+            return None
+        longest = json.loads(manifest.read_text())["sources"].get(source, {}).get("longest_answer_tokens", 0)
+        need = -(-int(longest * 1.25) // 32) * 32  # rounded up to 32 tokens
+        return need if need > SqlSettings.model_fields["max_new_tokens"].default else None
 
     def eval_config(self, **overrides) -> "EvalConfig":
         """The eval settings, served as trained (served_sql), then `overrides` (command-line flags)."""

@@ -79,7 +79,7 @@ def sql_samples(path: str | Path, *, source: str = "sql", few_shot_k: int = 0, s
         if db not in databases:
             databases[db] = load_database(db, schema_source)
             dialect = databases[db][0].dialect
-            examples = load_examples(examples_path or path, dialect)  # canonical SQL, as serving loads them
+            examples = load_examples(examples_path or path, dialect, databases[db][0])  # canonical, as served
             drafters[db] = TemplateBaseline(examples, databases[db][1], dialect=dialect)
         schema = databases[db][0]
         index = drafters[db].index if few_shot_k > 0 else None  # the one ExampleIndex, as serving has
@@ -102,7 +102,7 @@ def sql_samples(path: str | Path, *, source: str = "sql", few_shot_k: int = 0, s
                      and (skeleton is None or drafters[db].skeleton(ex) != skeleton)][:few_shot_k]
         tables = prune_tables(schema, row["question"], max_prompt_tables)
         messages = sql_messages(schema, row["question"], tables=tables, examples=shots, draft=draft_sql)
-        target = row["sql"] if row["sql"] is None else canonical_sql(row["sql"], schema.dialect)
+        target = row["sql"] if row["sql"] is None else canonical_sql(row["sql"], schema.dialect, schema)
         messages.append({"role": "assistant", "content": sql_answer(target)})
         out.append({
             "messages": messages, "source": source, "id": str(row.get("id", len(out))),

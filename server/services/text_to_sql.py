@@ -111,7 +111,7 @@ class SqlService:
         self._examples.pop(database.name, None)  # the draft's value index is read again too
         return _info(database, await self.schema(database, refresh=True))
 
-    def examples(self, database: Database, dialect: str) -> TemplateBaseline | None:
+    def examples(self, database: Database, schema: DatabaseSchema) -> TemplateBaseline | None:
         """The database's example pairs: `.index` retrieves few-shot examples, `.answer()` drafts.
 
         Built on first use (reading every short text value of a SQLite database for the draft's
@@ -121,13 +121,13 @@ class SqlService:
             return None
         if database.name not in self._examples:
             try:
-                examples = load_examples(path, dialect)
+                examples = load_examples(path, schema.dialect, schema)
             except OSError as exc:  # serve without few-shot examples rather than not at all
                 log.warning("database %s: cannot read examples %s (%s); no few-shot examples", database.name, path, exc)
                 self._examples[database.name] = None
                 return None
             values = ValueIndex.for_database(database) if self.options.draft or self.options.template_first else None
-            self._examples[database.name] = TemplateBaseline(examples, values, dialect=dialect)
+            self._examples[database.name] = TemplateBaseline(examples, values, dialect=schema.dialect)
         return self._examples[database.name]
 
     # -- validate ---------------------------------------------------------------------------
@@ -164,7 +164,7 @@ class SqlService:
         max_rows = self._max_rows(database, req.max_rows)
 
         tables = prune_tables(schema, req.question, self.options.max_prompt_tables)
-        pairs = await asyncio.to_thread(self.examples, database, schema.dialect)
+        pairs = await asyncio.to_thread(self.examples, database, schema)
         shots = pairs.index.nearest(req.question, self.options.few_shot_k) if pairs else []
         # One retrieval serves the drafts, the template search and the reranked candidates: each
         # takes the nearest SQL shapes first.

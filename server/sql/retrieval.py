@@ -119,10 +119,11 @@ class ExampleIndex:
         return [ex for _, ex in self.scored(question, k)]
 
 
-def load_examples(path: str | Path, dialect: str | None = None) -> list[Example]:
+def load_examples(path: str | Path, dialect: str | None = None, schema: DatabaseSchema | None = None) -> list[Example]:
     """{question, sql} pairs from a JSONL file (other keys are ignored), the SQL in canonical form
-    (server/sql/canonical.py) when the database's `dialect` is given: serving and training both
-    load examples this way, so the model is shown and taught one spelling."""
+    (server/sql/canonical.py) when the database's `dialect` is given, its names spelled as the live
+    `schema` spells them: serving and training both load examples this way, so the model is shown
+    and taught one spelling, the one the schema grammar writes."""
     from .canonical import canonical_sql
 
     out = []
@@ -131,7 +132,7 @@ def load_examples(path: str | Path, dialect: str | None = None) -> list[Example]
             continue
         try:
             row = json.loads(line)
-            sql = row["sql"] if dialect is None else canonical_sql(row["sql"], dialect)
+            sql = row["sql"] if dialect is None else canonical_sql(row["sql"], dialect, schema)
             out.append(Example(question=row["question"], sql=sql))
         except (ValueError, KeyError) as exc:
             raise ValueError(f"{path}:{line_no}: not a {{question, sql}} pair ({exc})") from None

@@ -59,3 +59,16 @@ def test_served_sql_follows_the_sql_source_into_serving_and_eval(tmp_path, sourc
     assert recipe.eval_config().served_sql()["template_first"] is served.get("template_first", False)
     assert recipe.eval_config().served_sql()["template_choice"] == served.get("template_choice", "nearest")
     assert recipe.eval_config().served_sql()["template_edits"] is served.get("template_edits", False)
+
+
+@pytest.mark.parametrize("longest, budget", [(100, None), (204, None), (300, 384), (500, 640)])
+def test_serving_token_budget_fits_the_longest_trained_answer(tmp_path, longest, budget):
+    import json
+
+    recipe = load_recipe(None, {"name": "r", "out_dir": str(tmp_path),
+                                "sources": [{"name": "q", "kind": "sql", "path": "p.jsonl"}]})
+    assert "max_new_tokens" not in recipe.served_sql()  # no data prepared yet: serving's default
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "manifest.json").write_text(json.dumps({"sources": {"q": {"longest_answer_tokens": longest}}}))
+    assert recipe.served_sql().get("max_new_tokens") == budget
+    assert recipe.eval_config().sql_max_new_tokens == budget if budget else True

@@ -132,7 +132,7 @@ def test_the_real_model_scores_templates_and_their_edits_alike(data_dir, embedde
         body = client.post("/v1/sql", json={"question": LAPSED}).json()
         service = client.app.state.sql
         database = service.database(None)
-        pairs = service.examples(database, "sqlite")
+        pairs = service.examples(database, database.schema())
     fitting = [ScoredCandidate(sql=a.sql, rank=r) for r, a in enumerate(pairs.answers(LAPSED, 3)) if a.fits]
     offered = with_edits(fitting, "sqlite")
     assert {c.edit for c in offered} >= {None, "swap_set_operation", "single_branch"} and len(offered) >= 5
