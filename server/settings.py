@@ -135,7 +135,7 @@ class SqlSettings(BaseModel):
         "unfilled means the pair asks about something the question does not (server/sql/baseline.py `fits`).",
     )
     template_shapes: int = Field(
-        3, ge=1, le=8, description="With sql.template_first, how many of the nearest pairs' SQL shapes are "
+        3, ge=1, le=64, description="With sql.template_first, how many of the nearest pairs' SQL shapes are "
         "searched, nearest first, for a template whose values all fit. Measured on the sample's training "
         "pairs (leave-one-out): 1/2/3/5 shapes answer 429/446/447/448 of 558 right.",
     )
@@ -146,6 +146,17 @@ class SqlSettings(BaseModel):
         "recipe with question_samples trains; server/sql/choice.py). The next one answers when it fails validation. "
         "On the sample's 215 test questions: EX 59.1% nearest, 61.9% with the default recipe's Q8_0 choosing "
         "(59.5% un-adapted), p50 24 ms against ~0.75-0.9 s on 2 cores.",
+    )
+    schema_templates: bool = Field(
+        True, description="Add question/SQL templates synthesized from the live schema (counts, lists, group-bys, "
+        "a filter on a named value, top N, averages, one join; server/sql/synth.py) to the database's example "
+        "pairs, for drafts and for sql.template_first: plain questions get a template even where the pairs "
+        "have none, or there are no pairs.",
+    )
+    grounded_literals: bool = Field(
+        True, description="Generated SQL may compare columns only with values the question names (a value it "
+        "mentions, a database value it names, a number, a year it gives; server/sql/grounding.py): a query "
+        "with another value, copied from a draft or an example, fails validation and the model is told why.",
     )
     template_edits: bool = Field(
         False, description="With sql.template_choice = model, also offer the model each fitting template's "

@@ -56,6 +56,30 @@ def load_source(src: Source, recipe: Recipe) -> list[dict]:
     raise ValueError(f"unknown source kind {src.kind}")
 
 
+MIX_TOLERANCE = 0.9  # the achieved general:domain ratio must reach this share of the asked one
+
+
+def describe_mix(report: dict) -> str:
+    asked, got = report["asked"], report["achieved"]
+    general = report["roles"]["general"]
+    return (f"mix: general:domain loss tokens asked {asked['ratio_general_per_domain']:g}, achieved "
+            f"{got['ratio_general_per_domain']} ({general['samples']} general samples, {general['passes']} pass(es) "
+            f"over the pool); instruction share asked {asked['mip_fraction']:g}, achieved {got['mip_fraction']}")
+
+
+def check_mix(report: dict, cfg) -> None:
+    """A mix that falls short of the asked ratio is an error, not a line in the manifest: the
+    recipe would claim a mix it never trained on (issue 21: 1.0 asked, 0.075 trained)."""
+    asked = report["asked"]["ratio_general_per_domain"]
+    got = report["achieved"]["ratio_general_per_domain"]
+    if asked > 0 and got is not None and got < MIX_TOLERANCE * asked:
+        pool = report["roles"]["general"]["samples"]
+        raise ValueError(
+            f"data.ratio asks {asked:g} general loss tokens per domain loss token, but the general sources give "
+            f"{got} ({pool} samples, data.max_repeat {cfg.max_repeat} pass(es)). Add general data (a larger "
+            f"replay_prompts or another general source), raise data.max_repeat, or set data.ratio to {got}.")
+
+
 def inputs_hash(recipe: Recipe) -> str:
     files = {s.name: [sha256_file(f) for f in source_files(s, recipe.run_dir()) if f.exists()] for s in recipe.sources}
     return sha256_json({"data": recipe.data.model_dump(), "sources": [s.model_dump() for s in recipe.sources],
@@ -92,6 +116,8 @@ def prepare(recipe: Recipe) -> dict:
         }
     mixed, mix_report = mix(by_role, ratio=cfg.ratio, mip_fraction=cfg.mip_fraction, seed=cfg.seed,
                             domain_repeat=cfg.domain_repeat, max_repeat=cfg.max_repeat)
+    print(describe_mix(mix_report), flush=True)
+    check_mix(mix_report, cfg)
     train, val = split_validation(mixed, cfg.val_fraction, cfg.seed)
     data = run / "data"
     keep = ("input_ids", "labels", "source", "id")

@@ -148,7 +148,8 @@ class GateConfig(BaseModel):
     candidate: str | None = Field(None, description="Variant to be served (default: export.serve_quant, e.g. Q8_0).")
     reference: str = Field("adapted", description="Unquantized variant the candidate's SQL accuracy is compared with.")
     base: str = Field("base", description="Variant the general multiple-choice accuracy is compared with.")
-    sql_split: str = Field("sample", description="SQL set the SQL checks read.")
+    sql_split: str | None = Field(None, description="SQL set the SQL checks read (None: the first set the "
+                                  "evaluation measured, i.e. the first of eval.sql, such as your own pairs file).")
     max_quant_drop_points: float | None = Field(
         1.0, ge=0, description="Candidate SQL EX at most this many points below the reference (None: no check).")
     must_beat_baseline: bool = Field(True, description="Candidate SQL EX strictly above the template baseline's.")

@@ -46,10 +46,14 @@ from ..sql.baseline import TemplateBaseline
 from ..sql.mentions import ValueIndex
 from ..sql.choice import ScoredCandidate, by_likelihood
 from ..sql.connections import Database, DatabaseRegistry
+from ..sql.cues import best_agreeing
 from ..sql.edits import with_edits
 from ..sql.execute import execute_readonly
+from ..sql.grounding import Grounding
+from ..sql.canonical import canonical_sql
+from ..sql.synth import synthesize
 from ..sql.grammar import sql_grammar
-from ..sql.prompt import correction_messages, parse_answer, question_answer, question_messages, sql_messages
+from ..sql.prompt import Example, correction_messages, parse_answer, question_answer, question_messages, sql_messages
 from ..sql.retrieval import load_examples, prune_tables
 from ..sql.sample.paths import ensure_sample_database
 from ..sql.schema import DatabaseSchema
@@ -82,6 +86,7 @@ class SqlService:
         ensure_sample_database(settings.databases)
         self.registry = DatabaseRegistry(settings.databases)
         self._examples: dict[str, TemplateBaseline | None] = {}
+        self._values: dict[str, ValueIndex] = {}
 
     # -- databases --------------------------------------------------------------------------
 
@@ -109,26 +114,37 @@ class SqlService:
     async def refresh(self, name: str) -> DatabaseInfo:
         database = self.registry.get(name)
         self._examples.pop(database.name, None)  # the draft's value index is read again too
+        self._values.pop(database.name, None)
         return _info(database, await self.schema(database, refresh=True))
 
     def examples(self, database: Database, schema: DatabaseSchema) -> TemplateBaseline | None:
-        """The database's example pairs: `.index` retrieves few-shot examples, `.answer()` drafts.
+        """The database's example pairs, and with sql.schema_templates the templates synthesized
+        from its schema (server/sql/synth.py): `.index` retrieves few-shot examples, `.answers()`
+        drafts and templates. None when there are neither.
 
-        Built on first use (reading every short text value of a SQLite database for the draft's
-        value lookup, so call it off the event loop)."""
+        Built on first use (reading every short text value of a SQLite database for the value
+        lookup, so call it off the event loop)."""
+        if database.name in self._examples:
+            return self._examples[database.name]
+        examples: list = []
         path = database.config.examples_path
-        if not path:
-            return None
-        if database.name not in self._examples:
+        if path:
             try:
                 examples = load_examples(path, schema.dialect, schema)
-            except OSError as exc:  # serve without few-shot examples rather than not at all
-                log.warning("database %s: cannot read examples %s (%s); no few-shot examples", database.name, path, exc)
-                self._examples[database.name] = None
-                return None
-            values = ValueIndex.for_database(database) if self.options.draft or self.options.template_first else None
-            self._examples[database.name] = TemplateBaseline(examples, values, dialect=schema.dialect)
+            except OSError as exc:  # serve without them rather than not at all
+                log.warning("database %s: cannot read examples %s (%s); no example pairs", database.name, path, exc)
+        values = self.values(database)
+        if self.options.schema_templates:
+            examples += [Example(ex.question, canonical_sql(ex.sql, schema.dialect, schema))
+                         for ex in synthesize(schema, values)]
+        self._examples[database.name] = TemplateBaseline(examples, values, dialect=schema.dialect) if examples else None
         return self._examples[database.name]
+
+    def values(self, database: Database) -> ValueIndex:
+        """The database's text values (all of them for SQLite), read once: what a question can name."""
+        if database.name not in self._values:
+            self._values[database.name] = ValueIndex.for_database(database)
+        return self._values[database.name]
 
     # -- validate ---------------------------------------------------------------------------
 
@@ -174,6 +190,8 @@ class SqlService:
         draft = [a.sql for a in nearest[:self.options.drafts]] if nearest and self.options.draft else None
         messages = sql_messages(schema, req.question, dialect=dialect, tables=tables, examples=shots, draft=draft)
         shared = _schema_prefix_text(engine, schema, dialect, tables)
+        grounding = (Grounding.of(req.question, await asyncio.to_thread(self.values, database))
+                     if self.options.grounded_literals else None)
         grammar = sql_grammar(schema, tables, dialect=dialect) if constrained else None
 
         timings, usage, attempts = Timings(), _Usage(), []
@@ -182,7 +200,11 @@ class SqlService:
         # A template whose values all fit answers itself: the nearest one, or with template_choice
         # "model" the one the model reads as asking this question (~100 prompt tokens a candidate).
         # The next one answers when it fails validation.
-        templates = [ScoredCandidate(sql=a.sql, rank=rank) for rank, a in enumerate(nearest[:searched]) if a.fits]
+        # Those that fit and use the question's values, whose structure agrees best with the
+        # question's words (server/sql/cues.py) less the plain words they leave out, in retrieval order.
+        complete = [(rank, a) for rank, a in enumerate(nearest[:searched]) if a.complete]
+        templates = best_agreeing([ScoredCandidate(sql=a.sql, rank=rank) for rank, a in complete], req.question,
+                                  schema.dialect, [a.unused_words for _, a in complete])
         if self.options.template_choice == "model":
             if self.options.template_edits:  # and each one's structural edits (server/sql/edits.py)
                 templates = with_edits(templates, schema.dialect)
@@ -195,7 +217,7 @@ class SqlService:
                               source="edit" if cand.edit else "template", edit=cand.edit)
             attempts.append(attempt)
             status, final, result, _ = await self._check(database, schema, dialect, max_rows, req.execute,
-                                                         attempt, timings)
+                                                         attempt, timings, grounding)
             if final is not None:
                 break
         if final is None and ranked and nearest:
@@ -212,7 +234,7 @@ class SqlService:
                               logprob=cand.logprob, rank=cand.rank)
             attempts.append(attempt)
             status, final, result, _ = await self._check(database, schema, dialect, max_rows, req.execute,
-                                                         attempt, timings)
+                                                         attempt, timings, grounding)
             if final is not None:
                 break
         budget = max_attempts if final is None else 0
@@ -243,7 +265,7 @@ class SqlService:
                 status = "unanswerable"
                 break
             status, final, result, feedback = await self._check(database, schema, dialect, max_rows, req.execute,
-                                                                attempt, timings)
+                                                                attempt, timings, grounding)
             if final is not None:
                 break
             messages = messages + correction_messages(sql, feedback)
@@ -262,11 +284,12 @@ class SqlService:
         )
 
     async def _check(self, database: Database, schema: DatabaseSchema, dialect: str, max_rows: int | None,
-                     execute: bool, attempt: Attempt, timings: Timings):
+                     execute: bool, attempt: Attempt, timings: Timings, grounding: Grounding | None = None):
         """Validates (and runs) `attempt.sql`, filling in the attempt. Returns (status, the passing
         report or None, the rows or None, what to tell the model when it failed)."""
         t0 = time.perf_counter()
-        report = await asyncio.to_thread(validate_sql, attempt.sql, schema, dialect=dialect, max_rows=max_rows)
+        report = await asyncio.to_thread(validate_sql, attempt.sql, schema, dialect=dialect, max_rows=max_rows,
+                                         grounding=grounding)
         timings.validation_ms += _ms(t0)
         self._count_validation(database, report)
         attempt.valid, attempt.failed_rule = report.valid, report.failed_rule

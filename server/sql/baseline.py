@@ -32,7 +32,7 @@ from sqlglot import exp
 from server.sql.canonical import sql_skeleton
 from server.sql.mentions import Mention, ValueIndex, mentions, norm
 from server.sql.prompt import Example
-from server.sql.retrieval import ExampleIndex
+from server.sql.retrieval import ExampleIndex, words
 
 _DATE_LITERAL = re.compile(r"^(\d{4})-(\d{2})(-\d{2})?(.*)$")
 
@@ -58,6 +58,8 @@ class BaselineAnswer:
     similarity: float = 0.0
     filled: list[tuple[str, str]] = field(default_factory=list)  # (old literal, new literal)
     unfilled: int = 0  # slots that kept the neighbour's value for want of a new one
+    unused: int = 0  # values the question names that the query does not use ("... in Germany" → no filter)
+    unused_words: int = 0  # ... of which are plain lower-case words too ("shipped", "online"): weaker evidence
 
     @property
     def fits(self) -> bool:
@@ -67,6 +69,13 @@ class BaselineAnswer:
         (leave-one-out) and none of 50 test questions, against 82% (429/523) and 72% (119/165) of
         those that fit."""
         return self.sql is not None and self.unfilled == 0
+
+    @property
+    def complete(self) -> bool:
+        """It fits, and it uses every value the question names (a plain lower-case word that is
+        also a stored value, such as 'shipped' in "which carrier shipped the most", may be left
+        out): a template that may answer as is."""
+        return self.fits and self.unused == self.unused_words
 
 
 class TemplateBaseline:
@@ -80,6 +89,11 @@ class TemplateBaseline:
         # <category> products") was tried and lost 21 of 140 seen-shape test items on the sample:
         # a training pair that names the same customer or category is often the very query.
         self.index = ExampleIndex(self.examples)
+        # A second index over the questions with their values masked ("customers in France" reads
+        # "customers in country"): the template search also takes the nearest shapes by it, so a
+        # pair naming other values of the same columns is found (a synthesized template above all).
+        self.masked = (ExampleIndex(self.examples, analyzer=lambda q: words(values.masked(q)))
+                       if values is not None else None)
         self._skeletons: dict[int, str] = {}
 
     def skeleton(self, example: Example) -> str:
@@ -118,7 +132,7 @@ class TemplateBaseline:
             return [first] if first.sql is not None else []
         out: list[BaselineAnswer] = []
         shapes: set[str] = set()
-        for score, ex in self.index.scored(question, len(self.examples)):
+        for score, ex in self._ranked(question):
             if ex.question.strip() == skip or self.skeleton(ex) in shapes:
                 continue
             shapes.add(self.skeleton(ex))
@@ -126,6 +140,22 @@ class TemplateBaseline:
             if len(out) == k:
                 break
         return out
+
+    def _ranked(self, question: str):
+        """Pairs nearest first, by the questions as asked and, taking turns, with their values
+        masked; each pair once, with its as-asked similarity."""
+        plain = self.index.scored(question, len(self.examples))
+        if self.masked is None:
+            yield from plain
+            return
+        raw = {id(ex): score for score, ex in plain}
+        masked = self.masked.scored(question, len(self.examples))
+        seen: set[int] = set()
+        for a, b in zip(plain, masked):
+            for _, ex in (a, b):
+                if id(ex) not in seen:
+                    seen.add(id(ex))
+                    yield raw[id(ex)], ex
 
     def _filled(self, question: str, score: float, neighbour: Example) -> BaselineAnswer:
         """`neighbour`'s SQL with its literals re-filled from `question`."""
@@ -137,8 +167,41 @@ class TemplateBaseline:
         old = mentions(neighbour.question, self.values)
         new = mentions(question, self.values)
         _fill(tree, old, new, answer)
+        answer.unused, answer.unused_words = _unused(tree, new, question)
         answer.sql = tree.sql(dialect=self.dialect)
         return answer
+
+
+def _unused(tree: exp.Expression, new: list[Mention], question: str) -> tuple[int, int]:
+    """How many of the question's values the query leaves out: a string it names (a database
+    value or a quoted one), a number, a year. A template that ignores "in Germany" answers another
+    question, however well its words match. Second: how many of those are single lower-case
+    words of the question ('shipped', 'online'), which may be plain words rather than values."""
+    strings, numbers, years = set(), set(), set()
+    for literal in tree.find_all(exp.Literal):
+        if literal.is_string:
+            strings.add(norm(literal.this.strip("%")))
+            date = _DATE_LITERAL.match(literal.this)
+            if date or (literal.this.isdigit() and len(literal.this) == 4):
+                years.add(int(literal.this[:4]))
+        else:
+            try:
+                numbers.add(float(literal.this))
+            except ValueError:
+                pass
+    years |= {int(n) for n in numbers if n.is_integer()}
+    count = words = 0
+    for m in new:
+        if m.kind == "string":
+            missing = not ({norm(str(m.value))} | {norm(v) for v, _, _ in m.hits}) & strings
+            key = norm(str(m.value))
+            words += missing and not m.quoted and " " not in key and bool(re.search(rf"\b{re.escape(key)}\b", question))
+        elif m.kind == "number":
+            missing = not {m.value, m.value * m.scale} & numbers
+        else:
+            missing = m.value[0] not in years and m.value[0] + 1 not in years
+        count += missing
+    return count, words
 
 
 # -- slot filling -------------------------------------------------------------------------------

@@ -154,11 +154,17 @@ def _lower_output_aliases(tree: exp.Expression) -> None:
     """`COUNT(*) AS Total ... ORDER BY Total` → `AS total ... ORDER BY total`, and a derived
     table's `d.DERIVED_FIELD` → `d.derived_field`. Names the query also uses as real column names
     are left alone (renaming could change what a reference means)."""
+    aliases = [a for a in tree.find_all(exp.Alias) if a.alias]
+    if not aliases:
+        return
+    defined = {a.alias.lower() for a in aliases}
     derived = {sub.alias for sub in tree.find_all(exp.Subquery) if sub.alias}
-    real = {c.name.lower() for c in tree.find_all(exp.Column) if c.table and c.table not in derived} | {
-        c.name.lower() for c in tree.find_all(exp.Column) if not c.table and not _is_alias_ref(c, tree)}
+    columns = list(tree.find_all(exp.Column))
+    # Names used as real columns somewhere: qualified by a table, or bare and no output alias.
+    real = {c.name.lower() for c in columns
+            if (c.table and c.table not in derived) or (not c.table and c.name.lower() not in defined)}
     renames: dict[str, str] = {}
-    for alias in tree.find_all(exp.Alias):
+    for alias in aliases:
         old = alias.alias
         if not old or old.lower() in real:
             continue
@@ -168,14 +174,9 @@ def _lower_output_aliases(tree: exp.Expression) -> None:
             alias.set("alias", exp.to_identifier(new))
     if not renames:
         return
-    for column in tree.find_all(exp.Column):
+    for column in columns:
         if column.name in renames and (not column.table or column.table in derived):
             column.set("this", exp.to_identifier(renames[column.name]))
-
-
-def _is_alias_ref(column: exp.Column, tree: exp.Expression) -> bool:
-    """An unqualified name that some SELECT in the tree defines as an output alias."""
-    return any(a.alias.lower() == column.name.lower() for a in tree.find_all(exp.Alias))
 
 
 def _schema_spelling(tree: exp.Expression, schema: DatabaseSchema, dialect: str) -> None:

@@ -150,8 +150,8 @@ def _alignments(pred: list[tuple], gold: list[tuple], allow_extra: bool):
         candidates.append(options)
     tried = 0
     for combo in itertools.product(*candidates):
-        if len(set(combo)) < n_gold or combo == tuple(range(n_gold)):
-            continue
+        if len(set(combo)) < n_gold or (n_pred == n_gold and combo == tuple(range(n_gold))):
+            continue  # (the identity was yielded above only when the widths are equal)
         yield combo
         tried += 1
         if tried >= MAX_PERMUTATIONS:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,6 +79,23 @@ class ValueIndex:
             return cls(entries)
         finally:
             conn.close()
+
+    def masked(self, question: str) -> str:
+        """`question` with each stored value it names replaced by that value's column name, and
+        numbers by "number": "customers in France" → "customers in country", so questions that
+        differ only in their values read alike (the template search's second retrieval)."""
+        tokens = norm(question).split()
+        out: list[str | None] = list(tokens)
+        for n in range(min(MAX_NGRAM, len(tokens)), 0, -1):
+            for i in range(len(tokens) - n + 1):
+                if any(t is None or t != tokens[j] for j, t in zip(range(i, i + n), out[i:i + n])):
+                    continue
+                hits = self.values.get(" ".join(tokens[i:i + n]))
+                if hits:  # the column most of its hits are in (France: country, not region_name)
+                    columns = Counter(c for _, _, c in hits)
+                    out[i] = min(columns, key=lambda c: (-columns[c], c)).replace("_", " ")
+                    out[i + 1:i + n] = [None] * (n - 1)
+        return " ".join("number" if t.isdigit() else t for t in out if t is not None)
 
     def find(self, question: str) -> list["Mention"]:
         """Values mentioned in `question`, longest first where they overlap, in order of mention."""

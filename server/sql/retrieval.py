@@ -15,7 +15,7 @@ import json
 import math
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from server.sql.prompt import Example
@@ -87,9 +87,10 @@ def _neighbours(schema: DatabaseSchema, name: str) -> list[str]:
 class ExampleIndex:
     """TF-IDF vectors over the questions of a set of question/SQL pairs."""
 
-    def __init__(self, examples: Sequence[Example]):
+    def __init__(self, examples: Sequence[Example], analyzer: Callable[[str], list[str]] = words):
         self.examples = list(examples)
-        docs = [Counter(words(ex.question)) for ex in self.examples]
+        self.analyzer = analyzer  # question → its words (default: stems without stop words)
+        docs = [Counter(analyzer(ex.question)) for ex in self.examples]
         df = Counter(w for doc in docs for w in doc)
         n = max(len(docs), 1)
         self._idf = {w: math.log((1 + n) / (1 + c)) + 1.0 for w, c in df.items()}
@@ -107,7 +108,7 @@ class ExampleIndex:
     def scored(self, question: str, k: int) -> list[tuple[float, Example]]:
         if k <= 0 or not self.examples:
             return []
-        query = self._vector(Counter(words(question)))
+        query = self._vector(Counter(self.analyzer(question)))
         scores = [
             (sum(weight * vec.get(w, 0.0) for w, weight in query.items()), i)
             for i, vec in enumerate(self._vectors)

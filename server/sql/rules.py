@@ -30,6 +30,7 @@ from sqlglot.optimizer.qualify import qualify
 from sqlglot.optimizer.scope import Scope, traverse_scope
 from sqlglot.tokens import TokenType
 
+from server.sql.grounding import Grounding, compared_literals
 from server.sql.schema import DatabaseSchema
 
 MAX_SQL_CHARS = 20_000  # a generated query is far shorter; huge input only burns CPU in the parser
@@ -56,6 +57,7 @@ class RuleContext:
     dialect: str  # dialect of the database that runs it (schema.dialect); output is in this one
     max_rows: int
     mapping: dict[str, dict[str, str]] = field(default_factory=dict)  # schema.to_sqlglot_mapping()
+    grounding: Grounding | None = None  # the question's values (generated SQL only; see grounded_literals)
 
 
 Rule = Callable[[Any, RuleContext], Any]
@@ -299,6 +301,22 @@ def known_columns(tree: exp.Expression, ctx: RuleContext) -> exp.Expression:
     return tree
 
 
+# ---------------------------------------------------------------------------------------- 6b
+def grounded_literals(tree: exp.Expression, ctx: RuleContext) -> exp.Expression:
+    """Generated SQL compares columns only with values its question vouches for
+    (server/sql/grounding.py): a model that copies a draft's or a neighbour's city, year or status
+    into an unrelated question is told so and tries again. SQL a caller wrote (/v1/sql/validate)
+    has no question and is not checked."""
+    if ctx.grounding is None:
+        return tree
+    for literal, column in compared_literals(tree):
+        if not ctx.grounding.supports(literal):
+            _fail("grounded_literals", "ungrounded_literal",
+                  f"the question does not mention {literal.sql(dialect=ctx.dialect)} (compared with {column}): "
+                  "leave that condition out, or use a value the question names", literal)
+    return tree
+
+
 # ---------------------------------------------------------------------------------------- 7
 def row_limit(tree: exp.Expression, ctx: RuleContext) -> exp.Expression:
     """LIMIT the outermost query (a set operation as a whole) to at most max_rows; returns a copy."""
@@ -345,5 +363,6 @@ def regenerates(tree: exp.Expression, ctx: RuleContext) -> exp.Expression:
 
 
 RULES: tuple[Rule, ...] = (
-    parses, single_statement, read_only, safe_functions, known_tables, known_columns, row_limit, regenerates,
+    parses, single_statement, read_only, safe_functions, known_tables, known_columns, grounded_literals, row_limit,
+    regenerates,
 )

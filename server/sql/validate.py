@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from server.sql import rules as _rules
+from server.sql.grounding import Grounding
 from server.sql.rules import RuleContext, RuleViolation, render_sql
 from server.sql.schema import DatabaseSchema
 
@@ -45,8 +46,10 @@ class ValidationReport:
 
 
 def validate_sql(
-    sql: str, schema: DatabaseSchema, *, dialect: str | None = None, max_rows: int = 1000
+    sql: str, schema: DatabaseSchema, *, dialect: str | None = None, max_rows: int = 1000,
+    grounding: Grounding | None = None,
 ) -> ValidationReport:
+    """`grounding`: the question the SQL answers, for generated SQL (rules.grounded_literals)."""
     if max_rows < 1:
         raise ValueError("max_rows must be at least 1")  # a configuration bug, not a client error
     ctx = RuleContext(
@@ -56,6 +59,7 @@ def validate_sql(
         dialect=schema.dialect,
         max_rows=max_rows,
         mapping=schema.to_sqlglot_mapping(),
+        grounding=grounding,
     )
     report = ValidationReport(valid=False, sql=None, dialect=schema.dialect)
     tree: Any = sql

@@ -90,3 +90,18 @@ train: {{seq_len: 2048}}
     first = (data / "train.jsonl").read_bytes()
     assert main(["data", str(recipe)]) == 0  # same inputs, same seed: byte-identical output
     assert (data / "train.jsonl").read_bytes() == first
+
+
+def test_a_mix_short_of_its_ratio_is_an_error_that_says_what_to_change():
+    from training.prepare import check_mix, describe_mix
+    from training.recipe import DataConfig
+
+    _, short = mix({"domain": _pool("d", 10, 10), "general": _pool("g", 3, 10)}, ratio=5, mip_fraction=0, seed=0)
+    with pytest.raises(ValueError, match=r"asks 5 .* give 0\.3 .*set data\.ratio to 0\.3"):
+        check_mix(short, DataConfig(ratio=5))
+    assert "asked 5, achieved 0.3 (3 general samples, 1 pass(es)" in describe_mix(short)
+    _, met = mix({"domain": _pool("d", 10, 10), "general": _pool("g", 3, 10)}, ratio=5, mip_fraction=0, seed=0,
+                 max_repeat=100)
+    check_mix(met, DataConfig(ratio=5, max_repeat=100))  # met by repetition: no error
+    _, none = mix({"domain": _pool("d", 10, 10)}, ratio=0, mip_fraction=0, seed=0)
+    check_mix(none, DataConfig(ratio=0))

@@ -64,7 +64,7 @@ def check_gate(report: dict, gate, candidate: str | None = None) -> GateResult:
     name = candidate or gate.candidate
     if not name:
         raise ValueError("gate: no candidate variant (set gate.candidate or export.serve_quant)")
-    split = gate.sql_split
+    split = gate.sql_split or (report.get("sql_splits") or ["sample"])[0]
     reasons, checks = [], []
 
     def check(ok: bool, text: str) -> None:

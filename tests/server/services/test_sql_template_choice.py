@@ -30,7 +30,9 @@ def client_for(data_dir):
 
         def make(logprob_of=lambda prompt: -0.5, **sql) -> TestClient:
             engine = ScoringEngine(logprob_of, by_prompt=True)
-            settings = ServerSettings(sql={"template_first": True, "template_choice": "model", **sql})
+            # The sample's own pairs, three shapes: the choice among the candidates named above.
+            settings = ServerSettings(sql={"template_first": True, "template_choice": "model", "schema_templates": False,
+                                           "template_shapes": 3, **sql})
             client = stack.enter_context(TestClient(create_app(settings, engine)))
             client.engine = engine
             return client

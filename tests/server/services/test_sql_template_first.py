@@ -25,7 +25,9 @@ def client_for(data_dir):
 
         def make(**sql) -> TestClient:
             engine = FakeEngine(n_ctx=8192, reply=REPLY)
-            client = stack.enter_context(TestClient(create_app(ServerSettings(sql=sql), engine)))
+            # The fake engine gives one REPLY to every question: its values are not the question's.
+            settings = ServerSettings(sql={"grounded_literals": False, **sql})
+            client = stack.enter_context(TestClient(create_app(settings, engine)))
             client.engine = engine
             return client
 

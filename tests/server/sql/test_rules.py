@@ -20,6 +20,7 @@ import yaml
 from sqlglot import exp
 
 from server.sql import rules
+from server.sql.grounding import Grounding
 from server.sql.rules import RULES, RuleContext
 from server.sql.schema import Column, DatabaseSchema, ForeignKey, Table
 from server.sql.validate import ValidationReport, validate_sql
@@ -99,7 +100,9 @@ def _ids(entries: list[dict], key: str | None) -> list[str]:
 
 
 def _validate(entry: dict, **kw) -> ValidationReport:
-    return validate_sql(entry["sql"], shop(entry["dialect"]), dialect=entry.get("read"), **kw)
+    # An entry with a question is generated SQL: its literals must be ones the question names.
+    grounding = Grounding.of(entry["question"]) if "question" in entry else None
+    return validate_sql(entry["sql"], shop(entry["dialect"]), dialect=entry.get("read"), grounding=grounding, **kw)
 
 
 # ------------------------------------------------------------------------------ fixtures' shape
@@ -108,7 +111,7 @@ def test_fixture_tables_are_big_enough_and_cover_every_rule():
     assert {e["rule"] for e in REJECT} == set(RULE_NAMES), "every rule needs a failing fixture"
     assert {e["dialect"] for e in REJECT} == {"sqlite", "postgres", "mysql"}
     assert sum(e["dialect"] == "sqlite" and "read" not in e for e in ACCEPT) >= 50
-    assert all(set(e) <= {"sql", "dialect", "rule", "code", "read", "why"} for e in REJECT + ACCEPT)
+    assert all(set(e) <= {"sql", "dialect", "rule", "code", "read", "why", "question"} for e in REJECT + ACCEPT)
 
 
 # ------------------------------------------------------------------------------ reject table
@@ -132,7 +135,7 @@ def test_accept(entry, shop_db):
     assert report.valid, f"{report.failed_rule}/{report.code}: {report.message}"
     assert report.dialect == entry["dialect"] and all(c.passed for c in report.checks)
     # Regenerating is a fixpoint: the output validates again to itself.
-    assert validate_sql(report.sql, shop(entry["dialect"])).sql == report.sql
+    assert _validate(entry | {"sql": report.sql}).sql == report.sql
     if entry["dialect"] != "sqlite":
         return
     got = shop_db.execute(report.sql).fetchall()
@@ -271,6 +274,6 @@ def test_rules_do_not_mutate_their_input():
 
 def test_rule_registry():
     assert RULE_NAMES == ["parses", "single_statement", "read_only", "safe_functions", "known_tables",
-                          "known_columns", "row_limit", "regenerates"]
+                          "known_columns", "grounded_literals", "row_limit", "regenerates"]
     counts = Counter(e["rule"] for e in REJECT)
     assert min(counts.values()) >= 4, counts

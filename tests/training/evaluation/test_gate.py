@@ -136,3 +136,22 @@ def test_register_goes_ahead_when_the_gate_passes_or_is_not_enforced(tmp_path) -
     run, _, recipe = _run_with_report(tmp_path, make_report(q8=50.0), enforce=False)
     result = check_registration(recipe)
     assert result["passed"] is False and result["enforced"] is False and (run / "serve.yaml").exists()
+
+
+def _renamed(report: dict, old: str, new: str) -> dict:
+    """The report as if the evaluation had measured the set `new` (a user's pairs file) first."""
+    for v in report["variants"].values():
+        v["sql"][new] = v["sql"].pop(old)
+    report["baseline"]["sql"][new] = report["baseline"]["sql"].pop(old)
+    report["sql_splits"] = [new] + [s for s in report["sql_splits"] if s != old]
+    return report
+
+
+def test_the_gate_judges_the_first_set_the_evaluation_measured() -> None:
+    # A model trained on a customer's pairs, evaluated on their own held-out pairs: no 'sample' set.
+    report = _renamed(make_report(), "sample", "acme_pairs")
+    result = check_gate(report, GateConfig(), "Q8_0")
+    assert result.passed and all("on acme_pairs" in c for c in result.checks[:5] if "SQL EX" in c)
+    # Named explicitly, a set that was not measured is reported missing.
+    missing = check_gate(report, GateConfig(sql_split="sample"), "Q8_0")
+    assert not missing.passed and "no SQL EX on 'sample'" in missing.reasons[0]

@@ -1,0 +1,105 @@
+"""Does a query do what its question's words ask? Cue words against the query's structure.
+
+Template search retrieves pairs by word overlap, and a neighbour of the wrong kind often scores
+high: "least" answered with the template of "most", "how many" with a list, "per region" with a
+plain count. Those are the failure classes measured on held-out questions (issue 21). Each cue is
+a small pure rule: a pattern over the question and a test over the query's syntax tree. A query
+gains a point for each cue of its question it satisfies and loses one for each it contradicts;
+`agreement(question, sql)` is that sum, and the template search prefers candidates that agree
+best (server/services/text_to_sql.py), before its own order or the model's choice.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import sqlglot
+from sqlglot import exp
+
+
+def _top(tree: exp.Expression) -> exp.Expression:
+    """The outermost SELECT (the left branch of a set operation)."""
+    while isinstance(tree, exp.SetOperation):
+        tree = tree.this
+    return tree
+
+
+def _has(tree: exp.Expression, *kinds) -> bool:
+    return any(True for _ in tree.find_all(*kinds))
+
+
+def _order_direction(tree: exp.Expression) -> str | None:
+    order = _top(tree).args.get("order")
+    if order is None or not order.expressions:
+        return None
+    return "desc" if order.expressions[0].args.get("desc") else "asc"
+
+
+def _wants_max(tree: exp.Expression) -> bool:
+    return _order_direction(tree) == "desc" or _has(tree, exp.Max)
+
+
+def _wants_min(tree: exp.Expression) -> bool:
+    return _order_direction(tree) == "asc" or _has(tree, exp.Min)
+
+
+@dataclass(frozen=True)
+class Cue:
+    name: str
+    asks: re.Pattern            # the question's words
+    holds: Callable[[exp.Expression], bool]  # the query does it
+
+
+def _words(*alternatives: str) -> re.Pattern:
+    return re.compile(r"\b(" + "|".join(alternatives) + r")\b", re.I)
+
+
+CUES: tuple[Cue, ...] = (
+    Cue("count", _words("how many", "number of", "count", "counts"), lambda t: _has(t, exp.Count)),
+    Cue("average", _words("average", "mean", "avg"), lambda t: _has(t, exp.Avg)),
+    Cue("sum", _words("sum", "total amount", "total value", "total revenue", "in total", "altogether"),
+        lambda t: _has(t, exp.Sum, exp.Count)),
+    Cue("most", _words("most", "highest", "largest", "biggest", "greatest", "top", "maximum", "max",
+                       "most expensive", "latest", "newest", "most recent", "best"), _wants_max),
+    Cue("least", _words("least", "lowest", "fewest", "smallest", "cheapest", "minimum", "min", "earliest",
+                        "oldest", "worst", "bottom"), _wants_min),
+    Cue("group", _words("each", "per", "for every", "by each", "breakdown", "broken down"),
+        lambda t: _top(t).args.get("group") is not None),
+    Cue("distinct", _words("different", "distinct", "unique"),
+        lambda t: bool(_top(t).args.get("distinct")) or _top(t).args.get("group") is not None or _has(t, exp.Distinct)),
+    Cue("one number", re.compile(r"^(?!.*\b(each|per|every|by|breakdown|broken down|most|least|fewest|highest|lowest|"
+                                 r"top|which|what are)\b).*\b(how many|number of|average|total|sum)\b", re.I),
+        lambda t: _top(t).args.get("group") is None),
+    Cue("listing", re.compile(r"^(?!.*\b(how many|number of|count|average|mean|total|sum|most|least|fewest|"
+                              r"highest|lowest)\b)\s*(list|show|name|display|which|what are|who are|give me)\b", re.I),
+        lambda t: not any(e.find(exp.AggFunc) for e in _top(t).expressions)),
+    Cue("negation", _words("not", "never", "without", "no longer", "except", "excluding", "haven't", "hasn't",
+                           "didn't", "don't", "doesn't", "none"),
+        lambda t: _has(t, exp.Not, exp.Except) or bool(re.search(r"<>|!=", t.sql()))),
+)
+
+
+def agreement(question: str, sql: str, dialect: str = "sqlite") -> int:
+    """+1 for each cue of the question the query satisfies, -1 for each it does not."""
+    try:
+        tree = sqlglot.parse_one(sql, read=dialect)
+    except sqlglot.errors.SqlglotError:
+        return 0
+    score = 0
+    for cue in CUES:
+        if cue.asks.search(question):
+            score += 1 if cue.holds(tree) else -1
+    return score
+
+
+def best_agreeing(candidates: list, question: str, dialect: str = "sqlite", penalties: list[int] | None = None) -> list:
+    """The candidates (anything with `.sql`) whose queries agree best with the question's cues,
+    less each one's penalty (values of the question it leaves out), in their given order."""
+    if len(candidates) < 2:
+        return list(candidates)
+    penalties = penalties or [0] * len(candidates)
+    scores = [agreement(question, c.sql, dialect) - p for c, p in zip(candidates, penalties)]
+    best = max(scores)
+    return [c for c, s in zip(candidates, scores) if s == best]

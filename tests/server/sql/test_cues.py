@@ -1,0 +1,47 @@
+"""server/sql/cues.py: a query's structure against its question's words."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+
+from server.sql.cues import agreement, best_agreeing
+
+
+@pytest.mark.parametrize("question, right, wrong", [
+    ("Which product has the least stock?", "SELECT name FROM p ORDER BY stock ASC LIMIT 1",
+     "SELECT name FROM p ORDER BY stock DESC LIMIT 1"),
+    ("Which product has the most stock?", "SELECT name FROM p ORDER BY stock DESC LIMIT 1",
+     "SELECT name FROM p ORDER BY stock LIMIT 1"),
+    ("How many customers are in France?", "SELECT COUNT(*) FROM c WHERE country = 'France'",
+     "SELECT name FROM c WHERE country = 'France'"),
+    ("How many customers are in France?", "SELECT COUNT(*) FROM c WHERE country = 'France'",
+     "SELECT segment, COUNT(*) FROM c WHERE country = 'France' GROUP BY segment"),
+    ("How many customers are in each segment?", "SELECT segment, COUNT(*) FROM c GROUP BY segment",
+     "SELECT COUNT(*) FROM c"),
+    ("What is the average price?", "SELECT AVG(price) FROM p", "SELECT SUM(price) FROM p"),
+    ("List all the product categories.", "SELECT name FROM categories",
+     "SELECT c.name, COUNT(*) FROM p JOIN categories AS c ON c.id = p.cid GROUP BY c.name"),
+    ("Which customers never ordered?", "SELECT name FROM c WHERE id NOT IN (SELECT cid FROM o)",
+     "SELECT name FROM c WHERE id IN (SELECT cid FROM o)"),
+])
+def test_the_right_query_agrees_more(question, right, wrong):
+    assert agreement(question, right) > agreement(question, wrong)
+
+
+def test_a_question_without_cues_is_neutral():
+    assert agreement("Acme orders", "SELECT COUNT(*) FROM o") == 0
+    assert agreement("Show me Acme's orders.", "SELECT * FROM o") == 1  # the listing cue alone
+
+
+@dataclass
+class C:
+    sql: str
+
+
+def test_best_agreeing_keeps_the_top_tier_in_order_and_weighs_penalties():
+    cands = [C("SELECT name FROM c"), C("SELECT COUNT(*) FROM c"), C("SELECT COUNT(*) FROM c WHERE x = 1")]
+    assert best_agreeing(cands, "How many customers?") == cands[1:]
+    assert best_agreeing(cands, "How many customers?", penalties=[0, 0, 1]) == [cands[1]]
+    assert best_agreeing(cands[:1], "How many?") == cands[:1]  # one candidate: nothing to choose
