@@ -128,16 +128,17 @@ class SqlSettings(BaseModel):
         "as its draft; question = the question alone (a model trained with draft: false).",
     )
     template_first: bool = Field(
-        False, description="Answer with a template itself (an example pair's SQL with the question's literal "
-        "values filled in), without the model, when every literal of that pair was re-filled from the question "
-        "and the query passes validation and execution: the nearest such pair among the nearest "
-        "sql.template_shapes SQL shapes. The model writes the SQL for every other question. A slot left "
-        "unfilled means the pair asks about something the question does not (server/sql/baseline.py `fits`).",
+        True, description="Answer with a template itself (an example pair's or a schema template's SQL with the "
+        "question's values filled in), when every value of the template was re-filled from the question and "
+        "every value the question names is used (server/sql/baseline.py `complete`), and the query passes "
+        "validation and execution. Among the nearest sql.template_shapes SQL shapes, those whose structure "
+        "agrees best with the question's words answer (server/sql/cues.py: 'how many' wants a count, 'least' "
+        "an ascending order), chosen by sql.template_choice. The model writes the SQL for every other question.",
     )
     template_shapes: int = Field(
-        3, ge=1, le=64, description="With sql.template_first, how many of the nearest pairs' SQL shapes are "
-        "searched, nearest first, for a template whose values all fit. Measured on the sample's training "
-        "pairs (leave-one-out): 1/2/3/5 shapes answer 429/446/447/448 of 558 right.",
+        12, ge=1, le=64, description="With sql.template_first, how many of the nearest pairs' SQL shapes are "
+        "searched for a template that fits, taking turns between the questions as asked and with their values "
+        "masked (server/sql/mentions.py ValueIndex.masked).",
     )
     template_choice: Literal["nearest", "model"] = Field(
         "nearest", description="With sql.template_first, which fitting template answers when several of the "

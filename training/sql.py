@@ -69,6 +69,7 @@ def sql_samples(path: str | Path, *, source: str = "sql", few_shot_k: int = 0, s
     from server.sql.canonical import canonical_sql, sql_skeleton
     from server.sql.prompt import Example, question_answer, question_messages, sql_answer, sql_messages
     from server.sql.retrieval import load_examples, prune_tables
+    from server.sql.synth import with_schema_templates
 
     rows = [r for r in read_jsonl(path) if r.get("split", "train") in splits]
     databases: dict[str, tuple] = {}
@@ -79,7 +80,10 @@ def sql_samples(path: str | Path, *, source: str = "sql", few_shot_k: int = 0, s
         if db not in databases:
             databases[db] = load_database(db, schema_source)
             dialect = databases[db][0].dialect
-            examples = load_examples(examples_path or path, dialect, databases[db][0])  # canonical, as served
+            # The pool serving drafts from: the pairs (canonical) and the schema's templates
+            # (sql.schema_templates, on by default).
+            examples = with_schema_templates(load_examples(examples_path or path, dialect, databases[db][0]),
+                                             databases[db][0], databases[db][1])
             drafters[db] = TemplateBaseline(examples, databases[db][1], dialect=dialect)
         schema = databases[db][0]
         index = drafters[db].index if few_shot_k > 0 else None  # the one ExampleIndex, as serving has

@@ -50,10 +50,9 @@ from ..sql.cues import best_agreeing
 from ..sql.edits import with_edits
 from ..sql.execute import execute_readonly
 from ..sql.grounding import Grounding
-from ..sql.canonical import canonical_sql
-from ..sql.synth import synthesize
+from ..sql.synth import with_schema_templates
 from ..sql.grammar import sql_grammar
-from ..sql.prompt import Example, correction_messages, parse_answer, question_answer, question_messages, sql_messages
+from ..sql.prompt import correction_messages, parse_answer, question_answer, question_messages, sql_messages
 from ..sql.retrieval import load_examples, prune_tables
 from ..sql.sample.paths import ensure_sample_database
 from ..sql.schema import DatabaseSchema
@@ -135,8 +134,7 @@ class SqlService:
                 log.warning("database %s: cannot read examples %s (%s); no example pairs", database.name, path, exc)
         values = self.values(database)
         if self.options.schema_templates:
-            examples += [Example(ex.question, canonical_sql(ex.sql, schema.dialect, schema))
-                         for ex in synthesize(schema, values)]
+            examples = with_schema_templates(examples, schema, values)
         self._examples[database.name] = TemplateBaseline(examples, values, dialect=schema.dialect) if examples else None
         return self._examples[database.name]
 
@@ -197,21 +195,21 @@ class SqlService:
         timings, usage, attempts = Timings(), _Usage(), []
         status, final, result = "rejected", None, None
         scored = None
-        # A template whose values all fit answers itself: the nearest one, or with template_choice
-        # "model" the one the model reads as asking this question (~100 prompt tokens a candidate).
-        # The next one answers when it fails validation.
-        # Those that fit and use the question's values, whose structure agrees best with the
-        # question's words (server/sql/cues.py) less the plain words they leave out, in retrieval order.
+        # A template whose values all fit and that uses the question's values answers itself. With
+        # template_edits, its structural edits are candidates too (server/sql/edits.py). Of these,
+        # those whose structure agrees best with the question's words (server/sql/cues.py), less the
+        # plain words they leave out, are tried: in retrieval order, or with template_choice "model"
+        # the one the model reads as asking this question first (~100 prompt tokens a candidate).
         complete = [(rank, a) for rank, a in enumerate(nearest[:searched]) if a.complete]
-        templates = best_agreeing([ScoredCandidate(sql=a.sql, rank=rank) for rank, a in complete], req.question,
-                                  schema.dialect, [a.unused_words for _, a in complete])
-        if self.options.template_choice == "model":
-            if self.options.template_edits:  # and each one's structural edits (server/sql/edits.py)
-                templates = with_edits(templates, schema.dialect)
-            if len(templates) > 1:
-                t0 = time.perf_counter()
-                templates = await self._templates_by_question(engine, templates, req.question, usage)
-                timings.generation_ms += _ms(t0)
+        left_out = {rank: a.unused_words for rank, a in complete}
+        templates = [ScoredCandidate(sql=a.sql, rank=rank) for rank, a in complete]
+        if self.options.template_choice == "model" and self.options.template_edits:
+            templates = with_edits(templates, schema.dialect)
+        templates = best_agreeing(templates, req.question, schema.dialect, [left_out[t.rank] for t in templates])
+        if self.options.template_choice == "model" and len(templates) > 1:
+            t0 = time.perf_counter()
+            templates = await self._templates_by_question(engine, templates, req.question, usage)
+            timings.generation_ms += _ms(t0)
         for cand in templates:
             attempt = Attempt(number=len(attempts) + 1, raw=cand.sql, sql=cand.sql, rank=cand.rank, logprob=cand.logprob,
                               source="edit" if cand.edit else "template", edit=cand.edit)

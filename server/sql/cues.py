@@ -73,7 +73,8 @@ CUES: tuple[Cue, ...] = (
                                  r"top|which|what are)\b).*\b(how many|number of|average|total|sum)\b", re.I),
         lambda t: _top(t).args.get("group") is None),
     Cue("listing", re.compile(r"^(?!.*\b(how many|number of|count|average|mean|total|sum|most|least|fewest|"
-                              r"highest|lowest)\b)\s*(list|show|name|display|which|what are|who are|give me)\b", re.I),
+                              r"highest|lowest|by|revenue|sales|spend|spent|amount|value)\b)"
+                              r"\s*(list|show|name|display|which|what are|who are|give me)\b", re.I),
         lambda t: not any(e.find(exp.AggFunc) for e in _top(t).expressions)),
     Cue("negation", _words("not", "never", "without", "no longer", "except", "excluding", "haven't", "hasn't",
                            "didn't", "don't", "doesn't", "none"),

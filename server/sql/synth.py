@@ -23,6 +23,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from server.sql.canonical import canonical_sql
 from server.sql.mentions import ValueIndex
 from server.sql.prompt import Example
 from server.sql.schema import Column, DatabaseSchema, Table
@@ -264,3 +265,11 @@ def synthesize(schema: DatabaseSchema, values: ValueIndex | None = None,
                     seen.add(ex.question)
                     out.append(ex)
     return out
+
+
+def with_schema_templates(examples: Sequence[Example], schema: DatabaseSchema,
+                          values: ValueIndex | None = None) -> list[Example]:
+    """A database's example pairs followed by its schema templates in canonical form: the one
+    template pool that serving searches and drafts from, and that training drafts from too."""
+    return list(examples) + [Example(ex.question, canonical_sql(ex.sql, schema.dialect, schema))
+                             for ex in synthesize(schema, values)]

@@ -39,6 +39,8 @@ def client_for(data_dir):
 
     def make(replies=("SELECT 1",), **settings) -> TestClient:
         engine = ScriptedEngine(list(replies))
+        # The model's path: no template answers first (tests/server/services/test_sql_template_*.py).
+        settings["sql"] = {"template_first": False, **settings.get("sql", {})}
         client = TestClient(create_app(ServerSettings(**settings), engine))
         client.engine = engine
         clients.append(client.__enter__())

@@ -39,11 +39,12 @@ def test_other_shape_samples_are_drafted_from_another_shape(pairs) -> None:
     assert 0.3 * len(out) < len(chosen) < 0.7 * len(out)
     for s in chosen:
         assert sql_skeleton(draft_of(s)) != sql_skeleton(gold_of(s)), s["id"]
-    # without it, most drafts have the gold's shape (the pair's siblings with other values)
+    # without it, most drafts have the gold's shape (the pair's siblings with other values; the pool
+    # also holds the schema's templates, as serving's does, and one of those is sometimes nearer)
     plain = samples(pairs, 0.0)
     assert not any(s["other_shape"] for s in plain)
     same = sum(sql_skeleton(draft_of(s)) == sql_skeleton(gold_of(s)) for s in plain)
-    assert same > 0.8 * len(plain)
+    assert same > 0.75 * len(plain)
 
 
 def test_the_choice_is_seeded_and_deterministic(pairs) -> None:

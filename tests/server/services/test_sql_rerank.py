@@ -27,7 +27,9 @@ def client_for(data_dir):
         def make(logprob_of=lambda sql: -0.5, reply="SELECT 1", **sql) -> TestClient:
             engine = ScoringEngine(logprob_of, reply)
             # Fake replies and candidates keep values the question does not name: not under test here.
-            app = create_app(ServerSettings(sql={"rerank": 3, "grounded_literals": False, **sql}), engine)
+            # The rerank path alone: no template answers first, the sample's own pairs only.
+            app = create_app(ServerSettings(sql={"rerank": 3, "grounded_literals": False, "template_first": False,
+                                                 "schema_templates": False, **sql}), engine)
             client = stack.enter_context(TestClient(app))
             client.engine = engine
             return client

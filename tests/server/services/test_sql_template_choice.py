@@ -18,8 +18,9 @@ from server.sql.edits import with_edits
 from server.sql.prompt import QUESTION_INSTRUCTIONS, question_answer, question_messages
 from tests.fakes import ScoringEngine
 
-# Of the nearest three shapes, the first keeps a value the question does not name (no fit); the
-# second (customers per segment in Belgium, wrong) and the third (suppliers in Belgium, right) fit.
+# Of the nearest four shapes (as asked and value-masked, taking turns), the first two keep a value the
+# question does not name (no fit); the third (customers per segment in Belgium, wrong) and the fourth
+# (suppliers in Belgium, right) fit.
 TWO_FIT = "Who supplies us from Belgium, and how long do they take to deliver?"
 ONE_FITS = "Which customers are based in Calgary?"  # only customers_in_city fits
 
@@ -30,9 +31,9 @@ def client_for(data_dir):
 
         def make(logprob_of=lambda prompt: -0.5, **sql) -> TestClient:
             engine = ScoringEngine(logprob_of, by_prompt=True)
-            # The sample's own pairs, three shapes: the choice among the candidates named above.
+            # The sample's own pairs, four shapes: the choice among the candidates named above.
             settings = ServerSettings(sql={"template_first": True, "template_choice": "model", "schema_templates": False,
-                                           "template_shapes": 3, **sql})
+                                           "template_shapes": 4, **sql})
             client = stack.enter_context(TestClient(create_app(settings, engine)))
             client.engine = engine
             return client
@@ -45,7 +46,7 @@ def test_the_template_the_model_reads_as_the_question_answers(client_for):
     body = client.post("/v1/sql", json={"question": TWO_FIT}).json()
     assert body["status"] == "ok"
     (attempt,) = body["attempts"]
-    assert (attempt["source"], attempt["rank"]) == ("template", 2) and "FROM suppliers" in attempt["sql"]
+    assert (attempt["source"], attempt["rank"]) == ("template", 3) and "FROM suppliers" in attempt["sql"]
     assert attempt["logprob"] == pytest.approx(-0.1 * len(question_answer(TWO_FIT)))
     # Each fitting query was read once, in the reverse prompt, and the question itself was scored.
     assert len(client.engine.scored) == 2
@@ -60,7 +61,7 @@ def test_nearest_choice_keeps_retrieval_order_and_calls_no_model(client_for):
     client = client_for(lambda prompt: -0.1 if "FROM suppliers" in prompt else -2.0, template_choice="nearest")
     body = client.post("/v1/sql", json={"question": TWO_FIT}).json()
     (attempt,) = body["attempts"]
-    assert attempt["rank"] == 1 and "FROM customers" in attempt["sql"] and not client.engine.requests
+    assert attempt["rank"] == 2 and "FROM customers" in attempt["sql"] and not client.engine.requests
 
 
 def test_a_single_fitting_template_needs_no_scoring(client_for):
@@ -74,7 +75,7 @@ def test_the_model_s_first_choice_failing_validation_gives_way_to_its_second(cli
     client = client_for(lambda prompt: -0.1 if "FROM suppliers" in prompt else -2.0)
     body = client.post("/v1/sql", json={"question": TWO_FIT}).json()
     assert [(a["source"], a["rank"], a["stage"]) for a in body["attempts"]] == [
-        ("template", 2, "validation"), ("template", 1, "ok")]
+        ("template", 3, "validation"), ("template", 2, "ok")]
 
 
 @pytest.mark.model
@@ -102,7 +103,10 @@ def test_with_template_edits_the_model_may_choose_an_edit_of_a_template(client_f
     assert (attempt["source"], attempt["edit"]) == ("edit", "swap_set_operation")
     assert " EXCEPT " in attempt["sql"] and attempt["rank"] == 0  # the edit keeps its template's rank
     scored = [prompt for prompt, _ in client.engine.scored]
-    assert sum(" INTERSECT " in p for p in scored) == 1 and sum(" UNION " in p for p in scored) == 1
+    # "but not": the template's INTERSECT and its UNION edit contradict the question's negation
+    # (server/sql/cues.py) and are not offered; the EXCEPT edit and the NOT EXISTS template are.
+    assert not any(" INTERSECT " in p or " UNION " in p for p in scored)
+    assert sum(" EXCEPT " in p for p in scored) == 1 and sum("NOT EXISTS" in p for p in scored) == 1
     assert len(scored) == len(set(scored))  # a query already offered is not scored twice
 
 

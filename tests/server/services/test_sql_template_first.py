@@ -26,7 +26,9 @@ def client_for(data_dir):
         def make(**sql) -> TestClient:
             engine = FakeEngine(n_ctx=8192, reply=REPLY)
             # The fake engine gives one REPLY to every question: its values are not the question's.
-            settings = ServerSettings(sql={"grounded_literals": False, **sql})
+            # The sample's own pairs and three shapes: the templates the tests below name.
+            settings = ServerSettings(sql={"grounded_literals": False, "template_first": False,
+                                           "schema_templates": False, "template_shapes": 3, **sql})
             client = stack.enter_context(TestClient(create_app(settings, engine)))
             client.engine = engine
             return client
@@ -69,8 +71,8 @@ def test_a_fitting_template_that_fails_validation_gives_way_to_the_model(client_
     assert len(client.engine.requests) == 1 and body["status"] == "ok"
 
 
-def test_off_by_default_the_model_always_writes(client_for):
-    client = client_for()
+def test_switched_off_the_model_always_writes(client_for):
+    client = client_for(template_first=False)
     body = client.post("/v1/sql", json={"question": FITS}).json()
     assert [a["source"] for a in body["attempts"]] == ["model"] and len(client.engine.requests) == 1
 
