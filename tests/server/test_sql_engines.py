@@ -55,7 +55,8 @@ def sql_server(tmp_path_factory, data_dir):
             {"name": "sample_maria", "url": MYSQL_URL, "examples_path": examples},
         ],
         # These tests judge answers, not speed: a loaded 2-core box can take minutes per question.
-        "sql": {"generation_timeout_s": 900},
+        # The model's path (prompt, prefix cache, grammar, validator): no template answers first.
+        "sql": {"generation_timeout_s": 900, "template_first": False},
     }
     (tmp / "hearth.yaml").write_text(yaml.safe_dump(config))
     server = start_server(tmp, "--config", str(tmp / "hearth.yaml"), "--api-keys", API_KEY, "--n-ctx", "2048",

@@ -14,6 +14,7 @@ from server.app import create_app
 from server.services.sql_candidates import score_candidates
 from server.settings import ServerSettings
 from server.sql.choice import ScoredCandidate, by_likelihood
+from server.sql.cues import best_agreeing
 from server.sql.edits import with_edits
 from server.sql.prompt import QUESTION_INSTRUCTIONS, question_answer, question_messages
 from tests.fakes import ScoringEngine
@@ -131,17 +132,20 @@ def test_without_template_edits_only_retrieved_templates_are_offered(client_for)
 def test_the_real_model_scores_templates_and_their_edits_alike(data_dir, embedded_engine):
     """With sql.template_edits, the real model scores the fitting templates and their edits in one
     choice: what answers is the candidate after which the question is most likely (edits weighed by
-    sql.edit_penalty), among the template (INTERSECT, rank 0) and its four edits, each scored here
-    again on its own."""
-    settings = ServerSettings(sql={"template_first": True, "template_choice": "model", "template_edits": True})
+    sql.edit_penalty), among those that agree best with the question's cues ("but not": the
+    INTERSECT template's EXCEPT edit and the NOT EXISTS template), each scored here again on its own."""
+    settings = ServerSettings(sql={"template_first": True, "template_choice": "model", "template_edits": True,
+                                   "schema_templates": False, "template_shapes": 4})
     with TestClient(create_app(settings, embedded_engine)) as client:
         body = client.post("/v1/sql", json={"question": LAPSED}).json()
         service = client.app.state.sql
         database = service.database(None)
         pairs = service.examples(database, database.schema())
-    fitting = [ScoredCandidate(sql=a.sql, rank=r) for r, a in enumerate(pairs.answers(LAPSED, 3)) if a.fits]
-    offered = with_edits(fitting, "sqlite")
+    complete = {r: a for r, a in enumerate(pairs.answers(LAPSED, 4)) if a.complete}
+    offered = with_edits([ScoredCandidate(sql=a.sql, rank=r) for r, a in complete.items()], "sqlite")
     assert {c.edit for c in offered} >= {None, "swap_set_operation", "single_branch"} and len(offered) >= 5
+    offered = best_agreeing(offered, LAPSED, "sqlite", [complete[c.rank].unused_words for c in offered])
+    assert {c.edit for c in offered} == {None, "swap_set_operation"} and len(offered) == 2
     scored = asyncio.run(score_candidates(embedded_engine, [c.sql for c in offered], question_messages, metrics=None,
                                           timeout_s=60, reply_for=lambda _sql: question_answer(LAPSED),
                                           one_at_a_time=True))
