@@ -1,4 +1,5 @@
-"""Fixtures for the SQL tests: `accepts`, llama.cpp's own grammar sampler fed a text token by token."""
+"""Fixtures for the SQL tests: `accepts`, llama.cpp's own grammar sampler fed a text token by token,
+and `schema_of`, a SQLite file's schema as the server introspects it."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ import ctypes
 
 import pytest
 
+from server.sql.connections import Database
 from server.sql.grammar import sql_grammar
+from server.sql.settings import DatabaseConfig
 from server.sql.sample.ddl import database_schema
 
 
@@ -39,3 +42,12 @@ def accepts(embedded_engine):
             llama_cpp.llama_sampler_free(sampler)
 
     return check
+
+
+def schema_of(path, name: str):
+    """The schema of the SQLite file at `path`, introspected as serving does."""
+    database = Database(DatabaseConfig(name=name, url=f"sqlite:///{path}"))
+    try:
+        return database.schema()
+    finally:
+        database.dispose()

@@ -17,9 +17,8 @@ import pytest
 
 from server.sql.canonical import canonical_sql
 from server.sql.grammar import sql_grammar
-from server.sql.connections import Database
-from server.sql.settings import DatabaseConfig
 from server.sql.validate import validate_sql
+from tests.server.sql.conftest import schema_of
 
 DDL = """
 CREATE TABLE PORT (PORT_ID INTEGER PRIMARY KEY, PORT_NAME TEXT, COUNTRY TEXT, CAPACITY INTEGER);
@@ -65,16 +64,9 @@ def fleet(tmp_path_factory):
     conn = sqlite3.connect(path)
     conn.executescript(DDL)
     conn.commit()
-    yield conn, _schema(path, "fleet")
+    yield conn, schema_of(path, "fleet")
     conn.close()
 
-
-def _schema(path, name):
-    database = Database(DatabaseConfig(name=name, url=f"sqlite:///{path}"))
-    try:
-        return database.schema()
-    finally:
-        database.dispose()
 
 
 @pytest.mark.parametrize("sql", PAIRS)
@@ -110,7 +102,7 @@ def test_every_sample_training_pair_fits_the_grammar_in_canonical_form(accepts, 
     from server.sql.sample.paths import ensure_sample_database, sample_sqlite_path
 
     ensure_sample_database(ServerSettings().databases)
-    schema = _schema(sample_sqlite_path(), "sample")
+    schema = schema_of(sample_sqlite_path(), "sample")
     grammar = sql_grammar(schema)
     misfits = [p["sql"] for p in load_pairs("train")[::4] if not accepts(canonical_sql(p["sql"], "sqlite", schema),
                                                                          grammar)]

@@ -8,19 +8,11 @@ import sqlite3
 import pytest
 
 from server.sql.canonical import canonical_sql
-from server.sql.connections import Database
 from server.sql.mentions import ValueIndex
-from server.sql.settings import DatabaseConfig
 from server.sql.synth import RULES, plural, singular, synthesize, table_facts, words
 from server.sql.validate import validate_sql
+from tests.server.sql.conftest import schema_of
 
-
-def _schema(path, name):
-    database = Database(DatabaseConfig(name=name, url=f"sqlite:///{path}"))
-    try:
-        return database.schema()
-    finally:
-        database.dispose()
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +22,7 @@ def sample(data_dir):
 
     ensure_sample_database(ServerSettings().databases)
     path = sample_sqlite_path()
-    return path, _schema(path, "sample"), ValueIndex.from_sqlite(path)
+    return path, schema_of(path, "sample"), ValueIndex.from_sqlite(path)
 
 
 def test_words_and_nouns():
@@ -79,7 +71,7 @@ def test_an_upper_case_schema_without_sample_values_still_gets_templates(tmp_pat
         INSERT INTO VESSEL VALUES (1, 'aurora', 'norway', 52000, 1), (2, 'boreas', 'germany', 31000, 2);
     """)
     conn.commit()
-    schema = _schema(path, "fleet")
+    schema = schema_of(path, "fleet")
     examples = synthesize(schema, ValueIndex.from_sqlite(path))
     sqls = {canonical_sql(e.sql, "sqlite", schema) for e in examples}
     assert "SELECT COUNT(*) FROM VESSEL" in sqls
