@@ -61,20 +61,33 @@ def test_batched_greedy_output_equals_solo(embedded_engine):
         assert fa.finish_reason == fb.finish_reason
 
 
-def test_a_long_prompt_joining_running_streams_gives_its_solo_output(embedded_engine):
+async def first_event(engine, req) -> TokenEvent:
+    """The first token event of `req`, then the rest of it drained."""
+    first = None
+    async for ev in engine.generate(req):
+        if first is None and isinstance(ev, TokenEvent):
+            first = ev
+    return first
+
+
+def test_a_long_prompt_joining_running_streams_is_prefilled_as_alone(embedded_engine):
     # A prompt of several prefill blocks (past CPU_FA_TILE_ROWS, where the way a chunk is cut
-    # changes the arithmetic) prefilled while other streams decode must answer as it does alone.
+    # changes the arithmetic) prefilled while other streams decode must be prefilled exactly as it
+    # is alone: its first token and that token's log-probability are bit-identical. (Its later
+    # tokens are decoded in one batch with the running streams, and llama.cpp's attention over a
+    # batch whose other sequences sit at other positions is not bit-identical on every CPU build:
+    # on a 2-core AVX2 EPYC the 6th of 24 tokens differed, on an AVX-512 Xeon none did.)
     system = "You are the assistant of a library. Answer briefly, and name the shelf of every book. " * 14
     msgs = [{"role": "system", "content": system}, {"role": "user", "content": "Where are the atlases?"}]
     long = GenerationRequest(tuple(embedded_engine.tokenize(embedded_engine.render_chat(msgs))),
-                             SamplingParams(max_tokens=24, temperature=0))
+                             SamplingParams(max_tokens=4, temperature=0, logprobs=True))
     assert len(long.prompt_tokens) > 2 * 128
     scheduler = embedded_engine._scheduler
 
     async def go():
         await wait_idle(embedded_engine)
         scheduler.call(scheduler._evict_idle)
-        solo = await collect(embedded_engine, long)
+        solo = await first_event(embedded_engine, long)
         await wait_idle(embedded_engine)
         scheduler.call(scheduler._evict_idle)
         running = [asyncio.ensure_future(collect(embedded_engine, request(embedded_engine, p, max_tokens=64)))
@@ -82,13 +95,14 @@ def test_a_long_prompt_joining_running_streams_gives_its_solo_output(embedded_en
         while embedded_engine.stats().slots_in_use < 2 or any(
                 s.pending for s in scheduler.slots if s.job is not None):
             await asyncio.sleep(0.005)  # both streams decoding before the long prompt arrives
-        joined = await collect(embedded_engine, long)
+        joined = await first_event(embedded_engine, long)
+        still_running = embedded_engine.stats().slots_in_use
         await asyncio.gather(*running)
-        return solo, joined
+        return solo, joined, still_running
 
-    (solo, solo_finish), (joined, joined_finish) = asyncio.run(go())
-    assert solo_finish.cached_tokens == joined_finish.cached_tokens == 0
-    assert joined == solo
+    solo, joined, still_running = asyncio.run(go())
+    assert still_running >= 1  # the long prompt did join running streams
+    assert joined.token_ids == solo.token_ids and joined.logprob == solo.logprob
 
 
 def test_seeded_sampling_is_per_sequence_and_reproducible_under_batching(embedded_engine):
