@@ -63,7 +63,7 @@ def model_shape(config: dict) -> dict:
     per_layer = d * heads * head_dim + 2 * d * kv * head_dim + heads * head_dim * d + 3 * d * ff
     embed = config["vocab_size"] * d
     return {"hidden": d, "layers": layers, "body_params": per_layer * layers, "vocab": config["vocab_size"],
-            "attn_width": heads * head_dim, "kv_width": kv * head_dim,
+            "attn_width": heads * head_dim,
             "total_params": per_layer * layers + embed * (1 if config.get("tie_word_embeddings", True) else 2)}
 
 

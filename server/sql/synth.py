@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from server.sql.canonical import canonical_sql
 from server.sql.mentions import ValueIndex
@@ -70,7 +70,6 @@ class TableFacts:
     label: str | None           # the column that names a row (company_name), if any
     categories: tuple[tuple[str, str], ...]  # (column, one stored value)
     measures: tuple[str, ...]   # numeric columns that are no keys
-    dates: tuple[str, ...]
     parents: tuple[tuple[str, str, Table], ...]  # (fk column, parent key column, parent table)
     flags: tuple[str, ...] = ()  # yes/no columns (is_active, discontinued): 1 is yes
 
@@ -106,8 +105,7 @@ def table_facts(table: Table, values: ValueIndex | None) -> TableFacts:
         _NUMERIC.search(c.type) and _FLAG_NAME.search(c.name) and not _is_key(c, table)))
     measures = tuple(c.name for c in table.columns
                      if _NUMERIC.search(c.type) and not _is_key(c, table) and c.name not in flags)
-    dates = tuple(c.name for c in table.columns if _DATE.search(c.type) or c.name.lower().endswith(("_date", "_at")))
-    return TableFacts(table, words(table.name), label, tuple(categories), measures, dates, (), flags)
+    return TableFacts(table, words(table.name), label, tuple(categories), measures, (), flags)
 
 
 def with_parents(facts: dict[str, TableFacts], schema: DatabaseSchema) -> dict[str, TableFacts]:
@@ -120,7 +118,7 @@ def with_parents(facts: dict[str, TableFacts], schema: DatabaseSchema) -> dict[s
             if parent is not None and parent.name != f.table.name and len(fk.columns) == 1 \
                     and facts[parent.name].label is not None:
                 parents.append((fk.columns[0], fk.ref_columns[0], parent))
-        out[name] = TableFacts(f.table, f.things, f.label, f.categories, f.measures, f.dates, tuple(parents), f.flags)
+        out[name] = replace(f, parents=tuple(parents))
     return out
 
 
