@@ -28,12 +28,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-def load_samples(tokenizer, n: int, k: int, drafts: int = 1) -> list[dict]:
+def load_samples(tokenizer, n: int, k: int) -> list[dict]:
     from server.sql.sample.paths import PAIRS_DIR
+    from server.settings import SqlSettings
     from training.sql import sql_samples
     from training.tokens import encode_chat
 
-    rows = sql_samples(PAIRS_DIR / "train.jsonl", few_shot_k=k, drafts=drafts)
+    rows = sql_samples(PAIRS_DIR / "train.jsonl", serving=SqlSettings(few_shot_k=k))
     step = max(1, len(rows) // n)
     out = []
     for s in rows[::step][:n]:
@@ -108,7 +109,6 @@ def main(argv=None) -> int:
                         help="samples per step; the Trainer needs ~21 GB at 4 (OOM-killed on a 24 GB box)")
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--k", type=int, default=0, help="few-shot examples per prompt (serving default 0)")
-    parser.add_argument("--drafts", type=int, default=1, help="candidate drafts per prompt (serving's sql.drafts)")
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     parser.add_argument("--json", default=None, help="Also write the results here.")
     args = parser.parse_args(argv)
@@ -123,7 +123,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     load_before = os.getloadavg()
     tokenizer = load_tokenizer(args.model)
-    samples = load_samples(tokenizer, args.samples, args.k, args.drafts)
+    samples = load_samples(tokenizer, args.samples, args.k)
     cfg = TrainConfig(lora_r=16, lora_dropout=0.0)
     results = {}
     torch.manual_seed(0)
@@ -154,7 +154,7 @@ def main(argv=None) -> int:
     results["ratio_idle"] = round(results["hearth"]["tok_s_idle"] / results["trainer"]["tok_s_idle"], 2)
     results["ratio_wall_answer_only"] = round(results["hearth_answer_only"]["tok_s_wall"] / results["trainer"]["tok_s_wall"], 2)
     results["setup"] = {"model": args.model, "samples": len(samples), "batch": args.batch, "steps": args.steps,
-                        "k": args.k, "drafts": args.drafts, "threads": args.threads,
+                        "k": args.k, "threads": args.threads,
                         "mean_sample_tokens": round(sum(len(s["input_ids"]) for s in samples) / len(samples), 1),
                         "load_before": load_before, "load_after": os.getloadavg()}
     print(f"hearth loop : {results['hearth']['tok_s_wall']:8.1f} sample tok/s wall, "

@@ -111,29 +111,14 @@ class SqlSettings(BaseModel):
         "question's literal values filled in (the template baseline's answer). Must match the recipe the "
         "model was trained with.",
     )
-    drafts: int = Field(
-        1, ge=1, le=5, description="With sql.draft, how many candidate drafts to show: the nearest example pairs "
-        "of this many different SQL shapes, nearest first, each with the question's values filled in. More than "
-        "one lets the model take the second when the nearest pair is the wrong kind of query. Must match the "
-        "recipe the model was trained with.",
-    )
-    rerank: int = Field(
-        0, ge=0, le=8, description="Score the nearest example pairs of this many different SQL shapes (each with "
-        "the question's values filled in) by the model's likelihood and answer the most likely one that passes "
-        "validation; free generation only when none does. 0 or 1: generate (server/sql/choice.py says why).",
-    )
-    rerank_context: Literal["served", "own_draft", "question"] = Field(
-        "served", description="With sql.rerank, the prompt each candidate is scored in: served = the prompt free "
-        "generation gets (the question and its draft(s), as trained); own_draft = the question with that candidate "
-        "as its draft; question = the question alone (a model trained with draft: false).",
-    )
     template_first: bool = Field(
         True, description="Answer with a template itself (an example pair's or a schema template's SQL with the "
         "question's values filled in), when every value of the template was re-filled from the question and "
         "every value the question names is used (server/sql/baseline.py `complete`), and the query passes "
         "validation and execution. Among the nearest sql.template_shapes SQL shapes, those whose structure "
         "agrees best with the question's words answer (server/sql/cues.py: 'how many' wants a count, 'least' "
-        "an ascending order), chosen by sql.template_choice. The model writes the SQL for every other question.",
+        "an ascending order), chosen by sql.template_choice. The model writes the SQL for every other question. "
+        "Measured figures: training/README.md.",
     )
     template_shapes: int = Field(
         12, ge=1, le=64, description="With sql.template_first, how many of the nearest pairs' SQL shapes are "
@@ -144,9 +129,8 @@ class SqlSettings(BaseModel):
         "nearest", description="With sql.template_first, which fitting template answers when several of the "
         "searched shapes fit: nearest = the nearest pair's (word overlap); model = the one after which the model "
         "finds the asked question most likely (it reads each query and scores the question, the reverse task a "
-        "recipe with question_samples trains; server/sql/choice.py). The next one answers when it fails validation. "
-        "On the sample's 215 test questions: EX 59.1% nearest, 61.9% with the default recipe's Q8_0 choosing "
-        "(59.5% un-adapted), p50 24 ms against ~0.75-0.9 s on 2 cores.",
+        "recipe with question_samples trains; server/sql/choice.py; ~0.1 s a candidate on 2 cores). The next one "
+        "answers when it fails validation.",
     )
     schema_templates: bool = Field(
         True, description="Add question/SQL templates synthesized from the live schema (counts, lists, group-bys, "
@@ -163,19 +147,24 @@ class SqlSettings(BaseModel):
         False, description="With sql.template_choice = model, also offer the model each fitting template's "
         "structural edits (UNION/INTERSECT/EXCEPT swapped, one branch of a set operation alone; "
         "server/sql/edits.py): the queries one step from a known shape, for questions of a shape no example "
-        "pair has. The model chooses among templates and edits alike; each costs one more scoring (~0.25 s "
-        "on 2 cores). On the sample's 215 test questions, the default recipe's Q8_0: EX 63.7%, unseen shapes "
-        "7/75, against 61.9% and 2/75 without edits.",
+        "pair has. The model chooses among templates and edits alike; each costs one more scoring.",
     )
     edit_penalty: float = Field(
         2.0, ge=0, description="With sql.template_edits, how many nats more likely than the "
         "templates the question must be after an edit for the edit to answer: a prior (log P(query)) against "
-        "queries no example pair has. Set on the sample's training pairs with the default recipe's Q8_0 "
-        "(every third pair, 186): leave-one-out, edits won 11 wrong choices at 0 nats and none from 2; with the "
-        "pair's own shape left out (a stand-in for a new shape), the edits' 3 right answers held up to 2.5.",
+        "queries no example pair has (how it was set: training/README.md).",
     )
     max_prompt_tables: int = Field(12, ge=1, description="Prune the schema to this many tables.")
     default_database: str | None = Field(None, description="Database used when a request names none.")
+
+    @model_validator(mode="after")
+    def _no_inert_options(self) -> "SqlSettings":
+        """Options that would do nothing in this combination are errors, not silent no-ops."""
+        if self.template_edits and self.template_choice != "model":
+            raise ValueError("sql.template_edits needs sql.template_choice: model (the model chooses among the edits)")
+        if not self.template_first and ({"template_shapes", "template_choice", "template_edits"} & self.model_fields_set):
+            raise ValueError("sql.template_shapes, template_choice and template_edits act only with sql.template_first: true")
+        return self
 
 
 class ReviewSettings(BaseModel):

@@ -249,7 +249,9 @@ def clean(samples: list[dict], *, min_chars: int = 32, max_chars: int = 20000, c
     filtered = []
     for s in out:
         n = len(s["text"]) if "text" in s else sum(len(m["content"]) for m in s["messages"])
-        if n < min_chars:
+        if s.get("verbatim") and n >= min_chars:  # a served prompt: as long as serving makes it
+            filtered.append(s)
+        elif n < min_chars:
             stats["too_short"] += 1
         elif n > max_chars:
             stats["too_long"] += 1

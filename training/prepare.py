@@ -37,10 +37,8 @@ def load_source(src: Source, recipe: Recipe) -> list[dict]:
     if src.kind == "sql":
         from .sql import sql_samples
 
-        return sql_samples(src.path, source=src.name, few_shot_k=src.few_shot_k, schema_source=src.schema_source,
-                           examples_path=src.examples_path, draft=src.draft, drafts=src.drafts,
-                           other_shape_fraction=src.other_shape_fraction, question_samples=src.question_samples,
-                           seed=recipe.data.seed)
+        return sql_samples(src.path, source=src.name, serving=recipe.serve.sql, schema_source=src.schema_source,
+                           examples_path=src.examples_path, question_samples=src.question_samples)
     if src.kind == "replay":
         from .model import resolve_base
         from .replay import generate
@@ -80,10 +78,18 @@ def check_mix(report: dict, cfg) -> None:
             f"replay_prompts or another general source), raise data.max_repeat, or set data.ratio to {got}.")
 
 
+def describe_source(name: str, read: int, kept: int, cleaning: dict) -> str:
+    """One line per source for `hearth data`: what was read, kept, and why the rest went."""
+    why = {k: v for k, v in cleaning.items() if k not in ("input", "output", "chunks_added") and v}
+    return f"source {name}: {read} read, {kept} kept" + (f" ({', '.join(f'{k} {v}' for k, v in why.items())})"
+                                                          if why else "")
+
+
 def inputs_hash(recipe: Recipe) -> str:
     files = {s.name: [sha256_file(f) for f in source_files(s, recipe.run_dir()) if f.exists()] for s in recipe.sources}
     return sha256_json({"data": recipe.data.model_dump(), "sources": [s.model_dump() for s in recipe.sources],
-                        "files": files, "base": recipe.base_model, "seq_len": recipe.train.seq_len})
+                        "files": files, "base": recipe.base_model, "seq_len": recipe.train.seq_len,
+                        "serve_sql": recipe.serve.sql.model_dump(mode="json")})  # the prompts follow it
 
 
 def prepare(recipe: Recipe) -> dict:
@@ -114,6 +120,7 @@ def prepare(recipe: Recipe) -> dict:
             # The longest trained answer: serving's token budget must fit it (Recipe.served_sql).
             "longest_answer_tokens": max((loss_tokens(s) for s in encoded), default=0),
         }
+        print(describe_source(src.name, len(raw), len(encoded), stats | enc_stats), flush=True)
     mixed, mix_report = mix(by_role, ratio=cfg.ratio, mip_fraction=cfg.mip_fraction, seed=cfg.seed,
                             domain_repeat=cfg.domain_repeat, max_repeat=cfg.max_repeat)
     print(describe_mix(mix_report), flush=True)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from server.settings import SqlSettings
@@ -29,15 +29,7 @@ class Source(BaseModel):
                     "sql: JSONL question/sql/database pairs; replay: the base model's answers to general prompts.")
     path: str | None = Field(None, description="File or folder (replay: cache file, default <out_dir>/replay.jsonl).")
     role: Literal["domain", "general", "instruction"] = Field("domain", description="Role in the mix (training/mix.py).")
-    few_shot_k: int = Field(0, ge=0, le=20, description="sql: retrieved examples per prompt; must equal serving's sql.few_shot_k.")
-    draft: bool = Field(True, description="sql: show the template baseline's filled SQL after the question; must equal serving's sql.draft.")
-    drafts: int = Field(1, ge=1, le=5, description="sql: candidate drafts (nearest pairs of this many SQL shapes); must equal serving's sql.drafts.")
-    rerank: int = Field(0, ge=0, le=8, description="sql: serve with sql.rerank (the model ranks this many template candidates by likelihood, in the prompt it was trained on); serving only, training is unchanged.")
-    template_first: bool = Field(False, description="sql: serve with sql.template_first (the template's query answers when all its values fit; the model writes the rest); serving only, training is unchanged.")
-    template_choice: Literal["nearest", "model"] = Field("nearest", description="sql: serve with this sql.template_choice (model: when several templates fit, the one after which the model finds the question most likely answers).")
-    template_edits: bool = Field(False, description="sql: serve with sql.template_edits (with template_choice model, the fitting templates' structural edits are offered too).")
-    question_samples: bool = Field(False, description="sql: also train the reverse task (the SQL in, its question out) that sql.template_choice = model scores with.")
-    other_shape_fraction: float = Field(0.0, ge=0, le=1, description="sql: share of pairs drafted (and given examples) only from pairs of another SQL shape, so the model learns to write past a draft that does not fit (new kinds of question).")
+    question_samples: bool = Field(False, description="sql: also train the reverse task (the SQL in, its question out) that serve.sql.template_choice = model scores with.")
     schema_source: Literal["live", "ddl"] = Field("live", description="sql: introspect the configured database (as served) or use the sample DDL.")
     examples_path: str | None = Field(None, description="sql: file serving retrieves examples from (default: path).")
     near_dup_threshold: float = Field(0.8, gt=0, le=1, description="Jaccard of word 5-shingles above which a sample is a near duplicate (1 = off).")
@@ -119,26 +111,16 @@ class EvalConfig(BaseModel):
     review_db: str | None = Field(None, description="Blind-review store (SQLite) answers are exported to and grades read from.")
     review_key: str | None = Field(None, description="Blind id → variant key of review_db (default: <review_db stem>.key.json beside it).")
     n_ctx: int = Field(4096, ge=512, description="Context of the evaluation server (defog's largest schema is ~1,600 tokens).")
-    max_attempts: int = Field(3, ge=1, le=10, description="Text-to-SQL attempts, counting self-corrections.")
-    sql_draft: bool = Field(True, description="Serve with sql.draft (the template's filled SQL after the question).")
-    sql_few_shot_k: int = Field(0, ge=0, le=20, description="Serve with this sql.few_shot_k (retrieved examples per prompt).")
-    sql_drafts: int = Field(1, ge=1, le=5, description="Serve with this sql.drafts (candidate drafts per prompt).")
-    sql_rerank: int = Field(0, ge=0, le=8, description="Serve with this sql.rerank (template candidates the model ranks; 0: generate).")
-    sql_rerank_context: Literal["served", "own_draft", "question"] = Field("served", description="Serve with this sql.rerank_context.")
-    sql_template_first: bool = Field(False, description="Serve with sql.template_first (the template answers when all its values fit).")
-    sql_template_choice: Literal["nearest", "model"] = Field("nearest", description="Serve with this sql.template_choice (which fitting template answers).")
-    sql_template_edits: bool = Field(False, description="Serve with sql.template_edits (the templates' structural edits offered to the model's choice).")
-    sql_max_new_tokens: int | None = Field(None, ge=16, description="Serve with this sql.max_new_tokens (None: the "
-                                           "server's default; the pipeline sets it when a trained answer is longer).")
+    sql_settings: dict[str, Any] = Field(
+        default_factory=dict, description="The evaluation server's `sql:` settings (server/settings.py SqlSettings), "
+        "over the recipe's serve.sql; on the command line --sql-setting KEY=VALUE, e.g. template_first=false.")
     defog_dir: str | None = Field(None, description="defog sql-eval data folder (default ../shared/data/defog).")
 
-    def served_sql(self) -> dict:
-        """The evaluation server's `sql:` settings."""
-        served = {"max_attempts": self.max_attempts, "draft": self.sql_draft, "few_shot_k": self.sql_few_shot_k,
-                  "drafts": self.sql_drafts, "rerank": self.sql_rerank, "rerank_context": self.sql_rerank_context,
-                  "template_first": self.sql_template_first, "template_choice": self.sql_template_choice,
-                  "template_edits": self.sql_template_edits}
-        return served | ({"max_new_tokens": self.sql_max_new_tokens} if self.sql_max_new_tokens else {})
+    @field_validator("sql_settings")
+    @classmethod
+    def _known_sql_settings(cls, value: dict[str, Any]) -> dict[str, Any]:
+        SqlSettings(**value)  # unknown keys and bad values fail here, before any model loads
+        return value
 
 
 class GateConfig(BaseModel):
@@ -160,6 +142,16 @@ class GateConfig(BaseModel):
                                    "skipped for a split without those labels.")
     max_general_drop_points: float | None = Field(
         2.0, ge=0, description="General MC accuracy at most this many points below the base (None: no check).")
+
+
+class ServeConfig(BaseModel):
+    """What the pipeline writes into the run's serve.yaml besides the model, and what training and
+    evaluation assume of serving: one declaration of each option, the server's own."""
+    model_config = ConfigDict(extra="forbid")
+
+    sql: SqlSettings = Field(default_factory=SqlSettings, description="The served `sql:` settings (server/settings.py "
+                             "SqlSettings). Training builds its prompts with them (few_shot_k, draft, max_prompt_tables, "
+                             "schema_templates), and every evaluation of the run serves with them.")
 
 
 class VocabConfig(BaseModel):
@@ -190,6 +182,7 @@ class Recipe(BaseSettings):
     data: DataConfig = Field(default_factory=DataConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     export: ExportConfig = Field(default_factory=ExportConfig)
+    serve: ServeConfig = Field(default_factory=ServeConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     gate: GateConfig = Field(default_factory=GateConfig)
     vocab: VocabConfig = Field(default_factory=VocabConfig)
@@ -207,19 +200,14 @@ class Recipe(BaseSettings):
         return Path(self.out_dir or f"var/runs/{self.name}")
 
     def served_sql(self) -> dict:
-        """The `sql:` serving settings the trained prompts assume (few-shot k, draft), from the first
-        sql source; {} without one. The serve snippet and every evaluation of the run use them."""
+        """The `sql:` settings the run is served and evaluated with: those serve.sql sets, and a token
+        budget that fits the longest trained answer. {} without a sql source (the server's defaults)."""
         src = next((s for s in self.sources if s.kind == "sql"), None)
         if src is None:
             return {}
-        served = {"few_shot_k": src.few_shot_k, "draft": src.draft, "drafts": src.drafts}
-        if src.rerank > 1:  # candidates are scored in the prompt the model was trained on
-            served |= {"rerank": src.rerank, "rerank_context": "served"}
-        if src.template_first:
-            served |= {"template_first": True, "template_choice": src.template_choice,
-                       "template_edits": src.template_edits}
+        served = self.serve.sql.model_dump(exclude_unset=True)
         budget = self.answer_token_budget(src.name)
-        if budget:
+        if budget and "max_new_tokens" not in served:
             served["max_new_tokens"] = budget
         return served
 
@@ -235,14 +223,27 @@ class Recipe(BaseSettings):
         return need if need > SqlSettings.model_fields["max_new_tokens"].default else None
 
     def eval_config(self, **overrides) -> "EvalConfig":
-        """The eval settings, served as trained (served_sql), then `overrides` (command-line flags)."""
-        served = {f"sql_{k}": v for k, v in self.served_sql().items()}
-        return EvalConfig(**(self.eval.model_dump() | served | overrides))
+        """The eval settings, served as the run is (served_sql, under eval.sql_settings), then
+        `overrides` (command-line flags; their sql_settings over all the others)."""
+        sql = merge_sql_settings(self.served_sql(), self.eval.sql_settings, overrides.pop("sql_settings", {}))
+        return EvalConfig(**(self.eval.model_dump() | overrides | {"sql_settings": sql}))
 
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings: PydanticBaseSettingsSource,
                                    env_settings: PydanticBaseSettingsSource, dotenv_settings, file_secret_settings):
         return init_settings, env_settings  # the YAML is merged into init below, under the CLI
+
+
+def merge_sql_settings(*layers: dict) -> dict:
+    """`sql:` settings layers, later over earlier. A layer that turns sql.template_first off drops
+    the template options of the layers below (they would act on nothing, which SqlSettings rejects)."""
+    out: dict = {}
+    for layer in layers:
+        if layer.get("template_first") is False:
+            out = {k: v for k, v in out.items() if k not in ("template_shapes", "template_choice", "template_edits")}
+        out |= layer
+    SqlSettings(**out)
+    return out
 
 
 def _set_path(tree: dict, dotted: str, value: Any) -> None:

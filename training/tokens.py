@@ -60,9 +60,12 @@ def encode_text(tokenizer, text: str, seq_len: int) -> list[tuple[list[int], lis
 
 
 def encode_samples(tokenizer, samples: list[dict], seq_len: int) -> tuple[list[dict], dict]:
-    """Encoded samples {"input_ids", "labels", "source"}; chat samples longer than seq_len are
-    dropped (cutting them would cut the answer) and counted."""
-    out, dropped = [], 0
+    """Encoded samples {"input_ids", "labels", "source"}. A chat sample longer than seq_len is
+    dropped (cutting it would cut the answer) and counted, unless it is `verbatim`: a served prompt
+    (Text-to-SQL: instructions, the schema, the question, the draft), which is kept whole in a row
+    of its own (pack). Dropping those would silently train on none of a large schema's pairs: with
+    upper-case names a 12-table schema prompt passes 2,048 tokens. Serving's context bounds them."""
+    out, dropped, long_kept = [], 0, 0
     for s in samples:
         if "text" in s:
             for ids, labels in encode_text(tokenizer, s["text"], seq_len):
@@ -71,10 +74,12 @@ def encode_samples(tokenizer, samples: list[dict], seq_len: int) -> tuple[list[d
             continue
         ids, labels = encode_chat(tokenizer, s["messages"], last_turn_only=bool(s.get("verbatim")))
         if len(ids) > seq_len:
-            dropped += 1
-            continue
+            if not s.get("verbatim"):
+                dropped += 1
+                continue
+            long_kept += 1
         out.append({"input_ids": ids, "labels": labels, "source": s["source"], "id": s["id"]})
-    return out, {"too_long_for_seq_len": dropped}
+    return out, {"too_long_for_seq_len": dropped, "longer_than_seq_len_kept": long_kept}
 
 
 @dataclass

@@ -1,12 +1,10 @@
-"""Scores template candidates with the model (`sql.rerank`, `sql.template_choice`; why:
-server/sql/choice.py).
+"""Scores template candidates with the model (`sql.template_choice`; why: server/sql/choice.py).
 
 One forced generation per candidate (SamplingParams.forced_tokens with logprobs): the model
 samples nothing, it only scores. The engine computes such a score in the prefill, the forced
 tokens appended to the prompt and logits read at each of their positions (server/engine/
-scheduler.py), so a candidate costs its prompt tail and its reply's tokens in one pass: for
-sql.rerank the question and draft (~100 tokens, after the cached schema prefix) and the SQL
-(~40-90); for sql.template_choice the reverse prompt with the query (~70) and the question (~15).
+scheduler.py), so a candidate costs its prompt tail and its reply's tokens in one pass: the
+reverse prompt with the query (~70 tokens) and the question (~15).
 """
 
 from __future__ import annotations

@@ -1,12 +1,9 @@
 """Text-to-SQL: question → prompt → (constrained) generation → validation → read-only execution.
 
-    SqlService.generate()   POST /v1/sql: up to `max_attempts` tries; after a rejected or failed
-                            query the model sees its SQL and the error and writes another.
-                            With sql.template_first a template whose values all fit the
-                            question answers first (the model choosing among several with
-                            sql.template_choice = model, and with sql.template_edits
-                            among their structural edits too), and the model writes only
-                            the rest
+    SqlService.generate()   POST /v1/sql: the request through the stages of
+                            server/services/sql_stages.py (a fitting template answers first
+                            with sql.template_first, then the model writes, up to
+                            `max_attempts` tries, seeing its rejected SQL and the error)
     SqlService.validate()   POST /v1/sql/validate: the same validator (and executor) on SQL
                             a caller wrote
     SqlService.databases()  GET /v1/sql/databases: the configured databases and their schemas
@@ -22,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
 
 from ..engine.base import GenerationRequest, SamplingParams
 from ..errors import ContextLengthExceeded, HearthError, InvalidRequest
@@ -43,42 +39,29 @@ from ..protocol.sql import (
 )
 from ..settings import ServerSettings, SqlSettings
 from ..sql.baseline import TemplateBaseline
-from ..sql.mentions import ValueIndex
 from ..sql.choice import ScoredCandidate, by_likelihood
 from ..sql.connections import Database, DatabaseRegistry
-from ..sql.cues import best_agreeing
-from ..sql.edits import with_edits
 from ..sql.execute import execute_readonly
-from ..sql.grounding import Grounding
-from ..sql.synth import with_schema_templates
 from ..sql.grammar import sql_grammar
-from ..sql.prompt import correction_messages, parse_answer, question_answer, question_messages, sql_messages
+from ..sql.grounding import Grounding
+from ..sql.mentions import ValueIndex
+from ..sql.prompt import question_answer, question_messages, sql_messages
 from ..sql.retrieval import load_examples, prune_tables
 from ..sql.sample.paths import ensure_sample_database
 from ..sql.schema import DatabaseSchema
+from ..sql.synth import with_schema_templates
 from ..sql.validate import ValidationReport, validate_sql
 from .generation import PROMPT_SENTINEL, new_id, prefix_boundary, rendered_before, run_to_end
 from .models import ModelPool
 from .sql_candidates import score_candidates
+from .sql_stages import STAGES, SqlRun, Usage
 
 log = logging.getLogger("hearth.sql")
 
 
-@dataclass
-class _Usage:
-    prompt: int = 0
-    completion: int = 0
-    cached: int = 0
-    ttft_ms: float | None = None
-
-    def add(self, finish) -> None:
-        """Counts one generation's tokens (a FinishEvent)."""
-        self.prompt += finish.prompt_tokens
-        self.completion += finish.completion_tokens
-        self.cached += finish.cached_tokens
-
-
 class SqlService:
+    log = log
+
     def __init__(self, settings: ServerSettings, metrics: Metrics | None = None):
         self.options: SqlSettings = settings.sql
         self.metrics = metrics
@@ -168,118 +151,59 @@ class SqlService:
     # -- generate ---------------------------------------------------------------------------
 
     async def generate(self, req: SqlRequest, pool: ModelPool, is_disconnected=None) -> SqlResponse:
+        """The request through STAGES in order, until one answers (server/services/sql_stages.py)."""
+        run = await self._start(req, pool, is_disconnected)
+        for stage in STAGES:
+            if run.final is not None or run.stopped:
+                break
+            await stage(self, run)
+        run.timings.total_ms = _ms(run.started)
+        if self.metrics is not None:
+            self.metrics.sql_requests.labels(run.database.name, run.status).inc()
+        usage = run.usage
+        return SqlResponse(
+            id=new_id("sql"), created=int(time.time()), model=run.engine.name, database=run.database.name,
+            dialect=run.schema.dialect, question=req.question, status=run.status,
+            sql=run.final.sql if run.final is not None else None,
+            validation=_validation(run.final) if run.final is not None else None,
+            attempts=run.attempts, result=run.result, constrained=run.grammar is not None, timings=run.timings,
+            usage=SqlUsage(prompt_tokens=usage.prompt, completion_tokens=usage.completion,
+                           total_tokens=usage.prompt + usage.completion, cached_tokens=usage.cached,
+                           time_to_first_token_ms=usage.ttft_ms),
+        )
+
+    async def _start(self, req: SqlRequest, pool: ModelPool, is_disconnected) -> SqlRun:
+        """What every stage reads: the model, the database and its schema, the nearest templates (one
+        retrieval serves the draft and the template search), the prompt, grammar and grounding."""
         started = time.perf_counter()
         engine = pool.get(req.model)
         database = self.database(req.database)
         schema = await self.schema(database)
         dialect = req.dialect or schema.dialect
         constrained = self.options.constrained_decoding if req.constrained is None else req.constrained
-        max_attempts = req.max_attempts or self.options.max_attempts
-        max_rows = self._max_rows(database, req.max_rows)
-
         tables = prune_tables(schema, req.question, self.options.max_prompt_tables)
         pairs = await asyncio.to_thread(self.examples, database, schema)
         shots = pairs.index.nearest(req.question, self.options.few_shot_k) if pairs else []
-        # One retrieval serves the drafts, the template search and the reranked candidates: each
-        # takes the nearest SQL shapes first.
         searched = self.options.template_shapes if self.options.template_first else 0
-        ranked = self.options.rerank if self.options.rerank > 1 else 0
-        nearest = pairs.answers(req.question, max(self.options.drafts, searched, ranked)) if pairs else []
-        draft = [a.sql for a in nearest[:self.options.drafts]] if nearest and self.options.draft else None
-        messages = sql_messages(schema, req.question, dialect=dialect, tables=tables, examples=shots, draft=draft)
-        shared = _schema_prefix_text(engine, schema, dialect, tables)
+        nearest = pairs.answers(req.question, max(1, searched)) if pairs else []
+        draft = nearest[0].sql if nearest and self.options.draft else None
         grounding = (Grounding.of(req.question, await asyncio.to_thread(self.values, database))
                      if self.options.grounded_literals else None)
-        grammar = sql_grammar(schema, tables, dialect=dialect) if constrained else None
-
-        timings, usage, attempts = Timings(), _Usage(), []
-        status, final, result = "rejected", None, None
-        scored = None
-        # A template whose values all fit and that uses the question's values answers itself. With
-        # template_edits, its structural edits are candidates too (server/sql/edits.py). Of these,
-        # those whose structure agrees best with the question's words (server/sql/cues.py), less the
-        # plain words they leave out, are tried: in retrieval order, or with template_choice "model"
-        # the one the model reads as asking this question first (~100 prompt tokens a candidate).
-        complete = [(rank, a) for rank, a in enumerate(nearest[:searched]) if a.complete]
-        left_out = {rank: a.unused_words for rank, a in complete}
-        templates = [ScoredCandidate(sql=a.sql, rank=rank) for rank, a in complete]
-        if self.options.template_choice == "model" and self.options.template_edits:
-            templates = with_edits(templates, schema.dialect)
-        templates = best_agreeing(templates, req.question, schema.dialect, [left_out[t.rank] for t in templates])
-        if self.options.template_choice == "model" and len(templates) > 1:
-            t0 = time.perf_counter()
-            templates = await self._templates_by_question(engine, templates, req.question, usage)
-            timings.generation_ms += _ms(t0)
-        for cand in templates:
-            attempt = Attempt(number=len(attempts) + 1, raw=cand.sql, sql=cand.sql, rank=cand.rank, logprob=cand.logprob,
-                              source="edit" if cand.edit else "template", edit=cand.edit)
-            attempts.append(attempt)
-            status, final, result, _ = await self._check(database, schema, dialect, max_rows, req.execute,
-                                                         attempt, timings, grounding)
-            if final is not None:
-                break
-        if final is None and ranked and nearest:
-            t0 = time.perf_counter()
-            candidates = [a.sql for a in nearest[:ranked] if a.sql]
-            scored = await self._ranked_candidates(engine, candidates, schema, req.question, dialect, tables, shared,
-                                                   messages, usage, self.options.generation_timeout_s)
-            timings.generation_ms += _ms(t0)
-        # The model's most likely candidate goes first, then the others in its order; a candidate
-        # that fails validation or execution is dropped for the next. Free generation follows
-        # when none passes (then with the first draft, as the model was trained).
-        for cand in scored or []:
-            attempt = Attempt(number=len(attempts) + 1, raw=cand.sql, sql=cand.sql, source="candidate",
-                              logprob=cand.logprob, rank=cand.rank)
-            attempts.append(attempt)
-            status, final, result, _ = await self._check(database, schema, dialect, max_rows, req.execute,
-                                                         attempt, timings, grounding)
-            if final is not None:
-                break
-        budget = max_attempts if final is None else 0
-        for _ in range(budget):
-            number = len(attempts) + 1
-            if number > 1 and is_disconnected is not None and await is_disconnected():
-                log.info("client went away; no further attempts")
-                break
-            t0 = time.perf_counter()
-            budget_s = self.options.generation_timeout_s - (t0 - started)
-            if budget_s <= 0:
-                status = "timeout"
-                break
-            raw, timed_out = await self._complete(engine, messages, grammar, req.max_tokens, usage,
-                                                  is_disconnected, budget_s, shared)
-            timings.generation_ms += _ms(t0)
-            if timed_out:
-                attempts.append(Attempt(number=number, raw=raw, sql=None, stage="timeout",
-                                        error=f"generation ran past sql.generation_timeout_s "
-                                              f"({self.options.generation_timeout_s:g} s)"))
-                status = "timeout"
-                break
-            sql = parse_answer(raw)
-            attempt = Attempt(number=number, raw=raw, sql=sql)
-            attempts.append(attempt)
-            if sql is None:
-                attempt.stage = "generation"
-                status = "unanswerable"
-                break
-            status, final, result, feedback = await self._check(database, schema, dialect, max_rows, req.execute,
-                                                                attempt, timings, grounding)
-            if final is not None:
-                break
-            messages = messages + correction_messages(sql, feedback)
-        timings.total_ms = _ms(started)
-        if self.metrics is not None:
-            self.metrics.sql_requests.labels(database.name, status).inc()
-        return SqlResponse(
-            id=new_id("sql"), created=int(time.time()), model=engine.name, database=database.name,
-            dialect=schema.dialect, question=req.question, status=status,
-            sql=final.sql if final is not None else None,
-            validation=_validation(final) if final is not None else None,
-            attempts=attempts, result=result, constrained=constrained, timings=timings,
-            usage=SqlUsage(prompt_tokens=usage.prompt, completion_tokens=usage.completion,
-                           total_tokens=usage.prompt + usage.completion, cached_tokens=usage.cached,
-                           time_to_first_token_ms=usage.ttft_ms),
+        return SqlRun(
+            req=req, engine=engine, database=database, schema=schema, dialect=dialect,
+            max_rows=self._max_rows(database, req.max_rows), started=started, is_disconnected=is_disconnected,
+            templates=nearest[:searched], grounding=grounding,
+            messages=sql_messages(schema, req.question, dialect=dialect, tables=tables, examples=shots, draft=draft),
+            shared=_schema_prefix_text(engine, schema, dialect, tables),
+            grammar=sql_grammar(schema, tables, dialect=dialect) if constrained else None,
         )
+
+    async def try_candidate(self, run: SqlRun, attempt: Attempt) -> str | None:
+        """Validates (and runs) one candidate into `run`; what to tell the model when it failed."""
+        run.attempts.append(attempt)
+        run.status, run.final, run.result, feedback = await self._check(
+            run.database, run.schema, run.dialect, run.max_rows, run.req.execute, attempt, run.timings, run.grounding)
+        return feedback
 
     async def _check(self, database: Database, schema: DatabaseSchema, dialect: str, max_rows: int | None,
                      execute: bool, attempt: Attempt, timings: Timings, grounding: Grounding | None = None):
@@ -306,25 +230,8 @@ class SqlService:
         timings.execution_ms += _ms(t0)
         return "ok", report, result, None
 
-    async def _ranked_candidates(self, engine, sqls: list[str], schema: DatabaseSchema, question: str,
-                                 dialect: str, tables, shared: str, served: list[dict], usage: _Usage,
-                                 timeout_s: float) -> list[ScoredCandidate]:
-        """`sqls`, the nearest `sql.rerank` template candidates (different SQL shapes, this question's
-        values filled in), most likely first by the model (server/sql/choice.py)."""
-        context = self.options.rerank_context
-
-        def messages_for(sql: str) -> list[dict]:
-            if context == "served":  # the prompt free generation gets: one prefix for every candidate
-                return served
-            return sql_messages(schema, question, dialect=dialect, tables=tables,
-                                draft=sql if context == "own_draft" else None)
-
-        scored = await score_candidates(engine, sqls, messages_for, metrics=self.metrics, timeout_s=timeout_s,
-                                        shared=shared, on_finish=usage.add)
-        return by_likelihood(scored)
-
-    async def _templates_by_question(self, engine, templates: list[ScoredCandidate], question: str,
-                                     usage: _Usage) -> list[ScoredCandidate]:
+    async def order_by_question(self, engine, templates: list[ScoredCandidate], question: str,
+                                usage: Usage) -> list[ScoredCandidate]:
         """The fitting templates, most likely first by log P(question | query) (server/sql/choice.py)."""
         scored = await score_candidates(engine, [t.sql for t in templates], question_messages, metrics=self.metrics,
                                         timeout_s=self.options.generation_timeout_s, on_finish=usage.add,
@@ -333,8 +240,8 @@ class SqlService:
             cand.rank, cand.edit = template.rank, template.edit  # the retrieval rank among the searched shapes
         return by_likelihood(scored, self.options.edit_penalty)
 
-    async def _complete(self, engine, messages: list[dict], grammar: str | None, max_tokens: int | None,
-                        usage: _Usage, is_disconnected, timeout_s: float, shared: str = "") -> tuple[str, bool]:
+    async def complete_sql(self, engine, messages: list[dict], grammar: str | None, max_tokens: int | None,
+                           usage: Usage, is_disconnected, timeout_s: float, shared: str = "") -> tuple[str, bool]:
         """The model's reply to `messages`, and whether the deadline cut it short. `shared` is the
         prompt text every question on this schema starts with (the prefix cache's boundary)."""
         prompt = engine.render_chat(messages, add_generation_prompt=True)

@@ -103,19 +103,11 @@ class TemplateBaseline:
             self._skeletons[key] = sql_skeleton(example.sql, self.dialect)
         return self._skeletons[key]
 
-    def answer(self, question: str, *, leave_out: str | None = None,
-               other_shape_than: str | None = None) -> BaselineAnswer:
+    def answer(self, question: str, *, leave_out: str | None = None) -> BaselineAnswer:
         """The filled template for `question`. `leave_out` skips training pairs asking exactly that
-        question: training drafts its own pairs this way, so a pair never drafts itself.
-        `other_shape_than` (a gold SQL) also skips every pair of that SQL's shape (its skeleton,
-        server/sql/canonical.py): training's stand-in for a question of a shape never seen."""
+        question: training drafts its own pairs this way, so a pair never drafts itself."""
         skip = leave_out.strip() if leave_out else None
-        if other_shape_than is None:
-            pool = self.index.scored(question, 4 if skip else 1)
-        else:
-            shape = sql_skeleton(other_shape_than, self.dialect)
-            pool = [(score, ex) for score, ex in self.index.scored(question, len(self.examples))
-                    if self.skeleton(ex) != shape]
+        pool = self.index.scored(question, 4 if skip else 1)
         best = [(score, ex) for score, ex in pool if ex.question.strip() != skip][:1]
         if not best:
             return BaselineAnswer(None)
@@ -123,7 +115,7 @@ class TemplateBaseline:
 
     def answers(self, question: str, k: int, *, leave_out: str | None = None) -> list[BaselineAnswer]:
         """Up to `k` filled templates for `question`, from the nearest pairs of `k` different SQL
-        shapes, nearest first: the candidate drafts (sql.drafts). The nearest pair's shape is wrong
+        shapes, nearest first: the template search (sql.template_shapes). The nearest pair's shape is wrong
         for about 1 test question in 7 on the sample, and the right one is then usually second or
         third (server/sql/sample: right shape in the first 1/2/3 shapes for 119/126/135 of 140)."""
         skip = leave_out.strip() if leave_out else None

@@ -65,9 +65,8 @@ def canonical_sql(sql: str, dialect: str = "sqlite", schema: DatabaseSchema | No
 
 def sql_skeleton(sql: str, dialect: str = "sqlite") -> str:
     """The query's shape: its canonical form with every literal replaced by `?`. Pairs that differ
-    only in their values ("orders in May 2024" / "orders in June 2023") share a skeleton; training
-    uses it to draft some pairs from a *different* shape, as serving must for a new kind of
-    question (training/sql.py, `other_shape_fraction`)."""
+    only in their values ("orders in May 2024" / "orders in June 2023") share a skeleton: the
+    template search counts shapes with it (server/sql/baseline.py)."""
     text = canonical_sql(sql, dialect)
     try:
         tree = sqlglot.parse_one(text, read=dialect)

@@ -27,8 +27,6 @@ CANNOT_ANSWER = "-- cannot answer from this schema"
 
 # Introduces the draft query after the question (see sql_messages).
 DRAFT_LABEL = "Draft from the most similar known question (correct it if it does not fit):"
-# Introduces several candidate drafts, one per SQL shape, nearest first (sql.drafts > 1).
-DRAFTS_LABEL = "Drafts from the most similar known questions (use the one that fits, correct it if none does):"
 
 # The reverse task (sql.template_choice = "model"): the model reads a query and writes the question
 # it answers, and candidates are ranked by how likely the real question is after each.
@@ -103,7 +101,7 @@ def sql_messages(
     dialect: str | None = None,
     tables: Sequence[str] | None = None,
     examples: Sequence[Example] = (),
-    draft: str | Sequence[str] | None = None,
+    draft: str | None = None,
 ) -> list[dict]:
     """Chat messages asking for the SQL that answers `question` over `schema`.
 
@@ -116,10 +114,6 @@ def sql_messages(
     with this question's literal values filled in), shown after the question. A small model is
     bad at copying literal values ('Los Angeles', '2024-03-01', 250) into place; with the draft it
     only has to keep or correct a query whose values are already right.
-
-    Several drafts (a list: the nearest pairs of different SQL shapes, nearest first) are numbered
-    under DRAFTS_LABEL, so the model can take the second when the nearest pair is the wrong kind
-    of query. A list of one is the single draft.
     """
     dialect = dialect or schema.dialect
     head = f"{instructions(dialect)}\n\n### Schema\n{render_schema(schema, tables)}\n\n"
@@ -135,12 +129,9 @@ def sql_messages(
     return messages
 
 
-def draft_text(draft: str | Sequence[str]) -> str:
-    """The draft line(s) that follow the question."""
-    drafts = [draft] if isinstance(draft, str) else list(draft)
-    if len(drafts) == 1:
-        return f"{DRAFT_LABEL} {one_line(drafts[0])}"
-    return DRAFTS_LABEL + "".join(f"\n{n}. {one_line(sql)}" for n, sql in enumerate(drafts, 1))
+def draft_text(draft: str) -> str:
+    """The draft line that follows the question."""
+    return f"{DRAFT_LABEL} {one_line(draft)}"
 
 
 def sql_answer(sql: str | None) -> str:

@@ -63,3 +63,12 @@ def test_chunking_respects_paragraphs_and_limit():
     assert all(len(c) <= 500 for c in chunks) and len(chunks) >= 5
     assert all(c.startswith("Paragraph") for c in chunks)
     assert " ".join(" ".join(chunks).split()) == " ".join(text.split())
+
+
+def test_a_served_prompt_is_never_dropped_for_its_length():
+    schema = "CREATE TABLE FLIGHT (FLIGHT_ID INT, FROM_AIRPORT TEXT, TO_AIRPORT TEXT);\n" * 400  # ~30,000 chars
+    msgs = [{"role": "user", "content": schema + "Question: which flights leave Boston?"},
+            {"role": "assistant", "content": "SELECT FLIGHT_ID FROM FLIGHT WHERE FROM_AIRPORT = 'BOS'"}]
+    kept, stats = clean([{"messages": msgs, "source": "sql", "id": "1", "verbatim": True},
+                         {"messages": msgs, "source": "chat", "id": "2"}], max_chars=20000)
+    assert [s["id"] for s in kept] == ["1"] and stats["too_long"] == 1

@@ -21,7 +21,8 @@ def test_pipeline_runs_skips_and_registers(tmp_path, tiny_model, data_dir):
     recipe.write_text(json.dumps({
         "name": "tiny-sql", "base_model": str(tiny_model), "out_dir": str(run),
         "sources": [{"name": "sql", "kind": "sql", "path": str(sql_pairs(tmp_path / "p.jsonl", 8)), "role": "domain",
-                     "schema_source": "ddl", "few_shot_k": 2, "draft": False}],
+                     "schema_source": "ddl"}],
+        "serve": {"sql": {"few_shot_k": 2, "draft": False}},
         "data": {"ratio": 0, "val_fraction": 0.25},
         "train": {"max_steps": 3, "batch_size": 2, "eval_every": 3, "save_every": 3, "lora_r": 4, "threads": 1},
         "export": {"quant_types": ["Q8_0", "Q4_0"], "check_prompts": 2, "serve_quant": "Q8_0"},
@@ -41,12 +42,13 @@ def test_pipeline_runs_skips_and_registers(tmp_path, tiny_model, data_dir):
     assert evaluation["variants"]["Q8_0"]["sql"]["sample"]["constrained"]["n"] == 2
     assert all(v["mc"]["general"]["n"] == 3 for v in evaluation["variants"].values())
     # Evaluated as trained and as it will be served: 2 examples, no draft.
-    assert (evaluation["meta"]["config"]["sql_few_shot_k"], evaluation["meta"]["config"]["sql_draft"]) == (2, False)
+    served = evaluation["meta"]["config"]["sql_settings"]
+    assert (served["few_shot_k"], served["draft"]) == (2, False)
     assert (run / "eval" / "plots" / "loss.png").exists() and (run / "eval" / "report.html").exists()
     assert report["register"]["result"]["gate"]["enforced"] is False
 
     serve = yaml.safe_load((run / "serve.yaml").read_text())
-    assert serve["sql"] == {"few_shot_k": 2, "draft": False, "drafts": 1}
+    assert serve["sql"] == {"few_shot_k": 2, "draft": False}
     settings = load_settings(run / "serve.yaml")
     assert settings.models[0].name == "tiny-sql" and settings.models[0].resolved_path().exists()
 

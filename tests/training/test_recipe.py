@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from training.recipe import load_recipe
+from training.recipe import EvalConfig, load_recipe
 
 RECIPES = sorted((Path(__file__).resolve().parents[2] / "training" / "recipes").glob("*.yaml"))
 
@@ -38,27 +38,39 @@ def test_typos_and_bad_values_are_errors(tmp_path):
         load_recipe(None, ["sources=[{name: a, kind: chat, role: general}]"])  # no domain source
 
 
-@pytest.mark.parametrize(("source", "served"), [
-    ("{name: s, kind: sql, path: p.jsonl}", {"few_shot_k": 0, "draft": True, "drafts": 1}),
-    ("{name: s, kind: sql, path: p.jsonl, template_first: true, rerank: 3}",
-     {"few_shot_k": 0, "draft": True, "drafts": 1, "rerank": 3, "rerank_context": "served", "template_first": True,
-      "template_choice": "nearest", "template_edits": False}),
-    ("{name: s, kind: sql, path: p.jsonl, template_first: true, template_choice: model, question_samples: true}",
-     {"few_shot_k": 0, "draft": True, "drafts": 1, "template_first": True, "template_choice": "model",
-      "template_edits": False}),
-    ("{name: s, kind: sql, path: p.jsonl, template_first: true, template_choice: model, template_edits: true}",
-     {"few_shot_k": 0, "draft": True, "drafts": 1, "template_first": True, "template_choice": "model",
-      "template_edits": True}),
-    ("{name: s, kind: chat, path: p.jsonl}", {}),
+SQL = "sources: [{name: s, kind: sql, path: p.jsonl}]\n"
+
+
+@pytest.mark.parametrize(("recipe", "served"), [
+    (SQL, {}),  # the server's defaults
+    (SQL + "serve: {sql: {few_shot_k: 2, draft: false}}\n", {"few_shot_k": 2, "draft": False}),
+    (SQL + "serve: {sql: {template_first: true, template_choice: model, template_edits: true}}\n",
+     {"template_first": True, "template_choice": "model", "template_edits": True}),
+    ("sources: [{name: s, kind: chat, path: p.jsonl}]\nserve: {sql: {draft: false}}\n", {}),
 ])
-def test_served_sql_follows_the_sql_source_into_serving_and_eval(tmp_path, source, served):
+def test_served_sql_is_serve_sql_into_serving_and_eval(tmp_path, recipe, served):
     path = tmp_path / "r.yaml"
-    path.write_text(f"name: x\nsources: [{source}]\n")
-    recipe = load_recipe(path)
-    assert recipe.served_sql() == served
-    assert recipe.eval_config().served_sql()["template_first"] is served.get("template_first", False)
-    assert recipe.eval_config().served_sql()["template_choice"] == served.get("template_choice", "nearest")
-    assert recipe.eval_config().served_sql()["template_edits"] is served.get("template_edits", False)
+    path.write_text("name: x\n" + recipe)
+    loaded = load_recipe(path)
+    assert loaded.served_sql() == served
+    assert loaded.eval_config().sql_settings == served
+    # a command-line setting goes over the recipe's, and turning templates off drops their options
+    flags = loaded.eval_config(sql_settings={"template_first": False}).sql_settings
+    assert flags["template_first"] is False and not {"template_choice", "template_edits"} & set(flags)
+    assert flags.get("draft", True) == served.get("draft", True)
+
+
+@pytest.mark.parametrize("sql", [
+    {"template_edits": True},                                    # edits need the model's choice
+    {"template_first": False, "template_choice": "model"},       # template options without templates
+    {"drafts": 3}, {"rerank": 3},                                # lost experiments, removed
+])
+def test_inert_or_removed_sql_options_are_errors(tmp_path, sql):
+    with pytest.raises(ValidationError):
+        load_recipe(None, {"name": "r", "sources": [{"name": "q", "kind": "sql", "path": "p.jsonl"}],
+                           "serve": {"sql": sql}})
+    with pytest.raises(ValidationError):
+        EvalConfig(sql_settings=sql)
 
 
 @pytest.mark.parametrize("longest, budget", [(100, None), (204, None), (300, 384), (500, 640)])
@@ -71,4 +83,4 @@ def test_serving_token_budget_fits_the_longest_trained_answer(tmp_path, longest,
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "manifest.json").write_text(json.dumps({"sources": {"q": {"longest_answer_tokens": longest}}}))
     assert recipe.served_sql().get("max_new_tokens") == budget
-    assert recipe.eval_config().sql_max_new_tokens == budget if budget else True
+    assert recipe.eval_config().sql_settings.get("max_new_tokens") == budget

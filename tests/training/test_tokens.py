@@ -98,3 +98,19 @@ def test_batches_are_deterministic(tokenizer):
     a = make_batches(samples, batch_size=2, seq_len=4096, seed=5)
     b = make_batches(samples, batch_size=2, seq_len=4096, seed=5)
     assert [x.rows for x in a] == [x.rows for x in b]
+
+
+def test_a_served_prompt_longer_than_seq_len_is_kept_whole_and_others_are_dropped(tokenizer):
+    from training.tokens import encode_samples
+
+    long_prompt = "Schema: CREATE TABLE T (A INT, B TEXT); " * 40  # far past seq_len below
+    msgs = [{"role": "user", "content": long_prompt + "Question: how many rows?"},
+            {"role": "assistant", "content": "SELECT COUNT(*) FROM T"}]
+    served = {"messages": msgs, "source": "sql", "id": "a", "verbatim": True}
+    chat = {"messages": msgs, "source": "chat", "id": "b"}
+    out, stats = encode_samples(tokenizer, [served, chat], seq_len=64)
+    assert [s["id"] for s in out] == ["a"]
+    assert stats == {"too_long_for_seq_len": 1, "longer_than_seq_len_kept": 1}
+    assert len(out[0]["input_ids"]) > 64 and out[0]["labels"][-2] != IGNORE  # the answer is all there
+    rows = pack(out, 64)  # a row of its own
+    assert len(rows) == 1 and rows[0].rows[0] == out[0]["input_ids"]

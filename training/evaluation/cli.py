@@ -20,9 +20,7 @@ from pathlib import Path
 
 # EvalConfig fields that are flags; list values may be comma-separated ("--sql sample,defog").
 EVAL_FLAGS = ("sql", "sql_limit", "sql_variants", "sql_modes", "databases", "mc", "mc_limit", "open_ended", "review_db",
-              "review_key", "n_ctx", "max_attempts", "sql_draft", "sql_few_shot_k", "sql_drafts",
-              "sql_rerank", "sql_rerank_context", "sql_template_first", "sql_template_choice", "sql_template_edits",
-              "defog_dir")
+              "review_key", "n_ctx", "defog_dir")
 
 
 def add_arguments(parser: argparse.ArgumentParser, verb: str = "eval") -> None:
@@ -36,6 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser, verb: str = "eval") -> None:
     parser.add_argument("--variant", dest="variants", action="append", default=[], metavar="NAME=PATH",
                         help="A variant to evaluate: a .gguf file, a Hugging Face model folder or embedded:smollm2.")
     add_fields(parser, EvalConfig, EVAL_FLAGS)
+    parser.add_argument("--sql-setting", dest="sql_settings", action="append", default=[], metavar="KEY=VALUE",
+                        help="A `sql:` setting of the evaluation server (server/settings.py SqlSettings), over the "
+                             "recipe's serve.sql, e.g. --sql-setting template_choice=model (repeatable).")
     parser.add_argument("--run-dir", default=None, help="Training run folder whose metrics.jsonl gives the loss curve.")
     parser.add_argument("--gate-from", default=None, metavar="RECIPE",
                         help="Apply this recipe's gate settings to the report.")
@@ -57,6 +58,21 @@ def _flags(args: argparse.Namespace) -> dict:
         if isinstance(value, list):
             value = [part.strip() for v in value for part in v.split(",") if part.strip()]
         out[name] = value
+    if args.sql_settings:
+        out["sql_settings"] = parse_assignments(args.sql_settings, "--sql-setting")
+    return out
+
+
+def parse_assignments(items: list[str], flag: str) -> dict:
+    """KEY=VALUE strings → {key: YAML-parsed value}."""
+    import yaml
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"{flag} {item!r}: expected KEY=VALUE")
+        out[key.strip()] = yaml.safe_load(value)
     return out
 
 

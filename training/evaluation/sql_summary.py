@@ -74,7 +74,7 @@ def summarise(records: list[dict], latency_ok: bool = True) -> dict:
         }
         if any(r["seen_shape"] is not None for r in main):
             out["by_seen_shape"] = _breakdown([r for r in main if r["seen_shape"] is not None], "seen_shape")
-        if any(r.get("source") not in (None, "model") for r in main):  # who wrote the answers (sql.template_first, sql.rerank)
+        if any(r.get("source") not in (None, "model") for r in main):  # who wrote the answers (sql.template_first)
             out["by_source"] = _breakdown([r | {"source": r.get("source") or "none"} for r in main], "source")
     out["unscorable"] = sum(1 for r in records if r.get("unscorable"))
     refusals = [r for r in records if "refused" in r]

@@ -67,7 +67,7 @@ def _sql_key(v: Variant, items: list, config) -> dict:
     from server.settings import SqlSettings
 
     return {"model": model_fingerprint(v.resolved_path), "modes": list(config.sql_modes), "n_ctx": config.n_ctx,
-            "sql": SqlSettings(**config.served_sql()).model_dump(mode="json"),
+            "sql": SqlSettings(**config.sql_settings).model_dump(mode="json"),
             "items": [[i.split, i.id, i.database, i.question, i.gold_sql] for i in items]}
 
 
@@ -92,7 +92,7 @@ def run_sql(variants: list[Variant], config, report: dict, progress: bool, parts
         _log(f"SQL: {v.name} ({v.path})")
         runs = parts.get_or_run("sql", v.name, _sql_key(v, items, config), lambda v=v: evaluate_sql_variant(
             str(v.resolved_path), items, config.sql_modes, defog_dir=defog_dir, n_ctx=config.n_ctx,
-            sql=config.served_sql(), progress=progress))
+            sql=config.sql_settings, progress=progress))
         for split, by_mode in runs.items():
             for mode, run in by_mode.items():
                 report["variants"][v.name].setdefault("sql", {}).setdefault(split, {})[mode] = run["summary"]

@@ -1,4 +1,4 @@
-"""Candidate scoring (sql.rerank) on the real embedded model and the real scheduler.
+"""Candidate scoring (sql.template_choice = model) on the real embedded model and the real scheduler.
 
 The score of a forced generation must be the model's own log-probability of the text. Checked
 two ways: exactly, against the log-probabilities the same engine reports when it generates that

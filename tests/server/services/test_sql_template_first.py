@@ -27,8 +27,9 @@ def client_for(data_dir):
             engine = FakeEngine(n_ctx=8192, reply=REPLY)
             # The fake engine gives one REPLY to every question: its values are not the question's.
             # The sample's own pairs and three shapes: the templates the tests below name.
+            shapes = {"template_shapes": 3} if sql.get("template_first") else {}
             settings = ServerSettings(sql={"grounded_literals": False, "template_first": False,
-                                           "schema_templates": False, "template_shapes": 3, **sql})
+                                           "schema_templates": False, **shapes, **sql})
             client = stack.enter_context(TestClient(create_app(settings, engine)))
             client.engine = engine
             return client

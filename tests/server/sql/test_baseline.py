@@ -112,17 +112,6 @@ CITY_PAIRS = TRAIN + [
 ]
 
 
-def test_other_shape_than_skips_every_pair_of_the_gold_shape() -> None:
-    berlin = "SELECT COUNT(*) FROM customers WHERE city = 'Berlin'"
-    pairs = CITY_PAIRS
-    base = TemplateBaseline(pairs, VALUES)
-    question = "How many customers are in Lyon?"
-    assert base.answer(question).neighbour.sql in (berlin, pairs[-2].sql)
-    other = base.answer(question, other_shape_than="SELECT COUNT(*) FROM customers WHERE city = 'Lyon'")
-    # the nearest pair whose SQL is not `... WHERE city = ?`: same words, another column
-    assert other.neighbour.sql == pairs[-1].sql
-
-
 def test_answers_are_candidates_of_different_shapes_nearest_first() -> None:
     lyon = "SELECT COUNT(*) FROM customers WHERE city = 'Lyon'"
     pairs = CITY_PAIRS

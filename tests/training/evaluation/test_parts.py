@@ -75,5 +75,7 @@ def test_the_sql_key_holds_every_serving_setting_defaults_included(tmp_path) -> 
     key = suite._sql_key(variant, [], EvalConfig())["sql"]
     assert set(key) == set(SqlSettings.model_fields)
     assert key["edit_penalty"] == SqlSettings().edit_penalty and key["max_new_tokens"] == SqlSettings().max_new_tokens
-    changed = suite._sql_key(variant, [], EvalConfig(sql_template_edits=True))["sql"]
-    assert changed["template_edits"] is True and {k for k in key if key[k] != changed[k]} == {"template_edits"}
+    changed = suite._sql_key(variant, [], EvalConfig(sql_settings={"template_edits": False}))["sql"]
+    assert key == changed  # a default spelled out is the same key
+    other = suite._sql_key(variant, [], EvalConfig(sql_settings={"template_choice": "model"}))["sql"]
+    assert other["template_choice"] == "model" and {k for k in key if key[k] != other[k]} == {"template_choice"}

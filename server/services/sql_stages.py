@@ -1,0 +1,148 @@
+"""The stages of one /v1/sql request, in order (SqlService.generate runs them until one answers).
+
+    STAGES = (answer_with_template, write_with_model)
+
+Each stage is a small async function of (service, run) that appends its attempts to `run` and sets
+`run.final` when a candidate passed validation (and execution); the next stage runs only while
+nothing has. What a stage considers is computed by pure functions over the retrieved templates
+(template_candidates), as server/sql/rules.py and edits.py are tuples of small pure functions.
+
+    answer_with_template  sql.template_first: a template whose values all fit and that uses the
+                          question's values (server/sql/baseline.py `complete`), with
+                          sql.template_edits its structural edits, those whose structure agrees
+                          best with the question's words (server/sql/cues.py); tried nearest
+                          first, or with sql.template_choice = model in the order of
+                          log P(question | query)
+    write_with_model      the model writes the SQL (grammar-constrained by default), up to
+                          sql.max_attempts, seeing its rejected SQL and the reason each time
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ..protocol.sql import Attempt, QueryRows, SqlRequest, Timings
+from ..settings import SqlSettings
+from ..sql.baseline import BaselineAnswer
+from ..sql.choice import ScoredCandidate
+from ..sql.cues import best_agreeing
+from ..sql.edits import with_edits
+from ..sql.grounding import Grounding
+from ..sql.prompt import correction_messages, parse_answer
+from ..sql.schema import DatabaseSchema
+from ..sql.validate import ValidationReport
+
+if TYPE_CHECKING:  # the service imports this module
+    from ..sql.connections import Database
+    from .text_to_sql import SqlService
+
+
+@dataclass
+class Usage:
+    """Tokens one request used, over every generation and scoring."""
+    prompt: int = 0
+    completion: int = 0
+    cached: int = 0
+    ttft_ms: float | None = None
+
+    def add(self, finish) -> None:
+        """Counts one generation's tokens (a FinishEvent)."""
+        self.prompt += finish.prompt_tokens
+        self.completion += finish.completion_tokens
+        self.cached += finish.cached_tokens
+
+
+@dataclass
+class SqlRun:
+    """One request's state as it passes the stages."""
+    req: SqlRequest
+    engine: Any
+    database: "Database"
+    schema: DatabaseSchema
+    dialect: str
+    max_rows: int
+    started: float  # time.perf_counter() at arrival
+    templates: list[BaselineAnswer]  # the nearest sql.template_shapes shapes, filled (empty: template_first off)
+    messages: list[dict]  # the model's prompt: schema, question, draft
+    shared: str  # the prompt text every question on this schema starts with (the prefix cache's boundary)
+    grammar: str | None  # None: unconstrained decoding
+    grounding: Grounding | None
+    is_disconnected: Callable[[], Awaitable[bool]] | None = None
+    timings: Timings = field(default_factory=Timings)
+    usage: Usage = field(default_factory=Usage)
+    attempts: list[Attempt] = field(default_factory=list)
+    status: str = "rejected"
+    final: ValidationReport | None = None
+    result: QueryRows | None = None
+    stopped: bool = False  # a stage ended the request (timeout, client gone, the model declined)
+
+
+def template_candidates(templates: list[BaselineAnswer], question: str, dialect: str,
+                        options: SqlSettings) -> list[ScoredCandidate]:
+    """The templates that may answer, in retrieval order: the complete ones, with their edits when
+    the model chooses (sql.template_edits), narrowed to those whose structure agrees best with the
+    question's words, less the plain words each leaves out (server/sql/cues.py)."""
+    complete = [(rank, a) for rank, a in enumerate(templates) if a.complete]
+    left_out = {rank: a.unused_words for rank, a in complete}
+    candidates = [ScoredCandidate(sql=a.sql, rank=rank) for rank, a in complete]
+    if options.template_choice == "model" and options.template_edits:
+        candidates = with_edits(candidates, dialect)
+    return best_agreeing(candidates, question, dialect, [left_out[c.rank] for c in candidates])
+
+
+async def answer_with_template(service: "SqlService", run: SqlRun) -> None:
+    candidates = template_candidates(run.templates, run.req.question, run.schema.dialect, service.options)
+    if service.options.template_choice == "model" and len(candidates) > 1:
+        t0 = time.perf_counter()
+        candidates = await service.order_by_question(run.engine, candidates, run.req.question, run.usage)
+        run.timings.generation_ms += _ms(t0)
+    for cand in candidates:
+        await service.try_candidate(run, Attempt(
+            number=len(run.attempts) + 1, raw=cand.sql, sql=cand.sql, rank=cand.rank, logprob=cand.logprob,
+            source="edit" if cand.edit else "template", edit=cand.edit))
+        if run.final is not None:
+            return
+
+
+async def write_with_model(service: "SqlService", run: SqlRun) -> None:
+    options = service.options
+    messages = run.messages
+    for _ in range(run.req.max_attempts or options.max_attempts):
+        number = len(run.attempts) + 1
+        if number > 1 and run.is_disconnected is not None and await run.is_disconnected():
+            service.log.info("client went away; no further attempts")
+            run.stopped = True
+            return
+        t0 = time.perf_counter()
+        budget_s = options.generation_timeout_s - (t0 - run.started)
+        if budget_s <= 0:
+            run.status, run.stopped = "timeout", True
+            return
+        raw, timed_out = await service.complete_sql(run.engine, messages, run.grammar, run.req.max_tokens, run.usage,
+                                                    run.is_disconnected, budget_s, run.shared)
+        run.timings.generation_ms += _ms(t0)
+        if timed_out:
+            run.attempts.append(Attempt(number=number, raw=raw, sql=None, stage="timeout",
+                                        error=f"generation ran past sql.generation_timeout_s "
+                                              f"({options.generation_timeout_s:g} s)"))
+            run.status, run.stopped = "timeout", True
+            return
+        sql = parse_answer(raw)
+        if sql is None:  # the model said the schema cannot answer it
+            run.attempts.append(Attempt(number=number, raw=raw, sql=None, stage="generation"))
+            run.status, run.stopped = "unanswerable", True
+            return
+        feedback = await service.try_candidate(run, Attempt(number=number, raw=raw, sql=sql))
+        if run.final is not None:
+            return
+        messages = messages + correction_messages(sql, feedback)
+
+
+STAGES: tuple[Callable[["SqlService", SqlRun], Awaitable[None]], ...] = (answer_with_template, write_with_model)
+
+
+def _ms(since: float) -> float:
+    return round((time.perf_counter() - since) * 1000, 3)

@@ -1,0 +1,40 @@
+"""The stages of /v1/sql (server/services/sql_stages.py): which templates may answer, pure."""
+
+from __future__ import annotations
+
+from server.services.sql_stages import STAGES, answer_with_template, template_candidates, write_with_model
+from server.settings import SqlSettings
+from server.sql.baseline import BaselineAnswer
+
+COUNT = "SELECT COUNT(*) FROM customers WHERE country = 'France'"
+LIST = "SELECT name FROM customers WHERE country = 'France'"
+SET_OP = ("SELECT name FROM customers WHERE country = 'France' "
+          "UNION SELECT name FROM suppliers WHERE country = 'France'")
+
+
+def test_the_templates_answer_before_the_model_writes():
+    assert STAGES == (answer_with_template, write_with_model)
+
+
+def test_only_complete_templates_are_candidates_in_retrieval_order():
+    templates = [BaselineAnswer(COUNT, unfilled=1),  # a slot kept the neighbour's value
+                 BaselineAnswer(LIST), BaselineAnswer(COUNT, unused=1)]  # leaves out a value the question names
+    got = template_candidates(templates, "Which customers are in France?", "sqlite", SqlSettings())
+    assert [(c.sql, c.rank) for c in got] == [(LIST, 1)]
+
+
+def test_cues_keep_the_templates_that_agree_with_the_question():
+    templates = [BaselineAnswer(LIST), BaselineAnswer(COUNT)]
+    got = template_candidates(templates, "How many customers are in France?", "sqlite", SqlSettings())
+    assert [c.sql for c in got] == [COUNT]  # "how many" wants a count, though the list was nearer
+
+
+def test_edits_join_only_when_the_model_chooses():
+    templates = [BaselineAnswer(SET_OP)]
+    question = "Which customers or suppliers are in France?"
+    nearest = template_candidates(templates, question, "sqlite", SqlSettings())
+    assert [c.edit for c in nearest] == [None]
+    chosen = template_candidates(templates, question, "sqlite",
+                                 SqlSettings(template_choice="model", template_edits=True))
+    assert {c.edit for c in chosen} - {None}  # the set operation's edits are offered too
+    assert all(c.rank == 0 for c in chosen)
