@@ -27,7 +27,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "export": ("quantize.cli", "Convert a Hugging Face model directory to GGUF."),
     "quantize": ("quantize.cli", "Quantize a GGUF and check it against the unquantized model."),
     "eval": ("training.evaluation.cli", "Evaluate model variants (Text-to-SQL, multiple choice, open-ended); report and gate."),
-    "pipeline": ("training.pipeline", "Run data → train → merge → export → quantize → eval → register from a recipe."),
+    "pipeline": ("quantize.pipeline", "Run data → train → merge → export → quantize → eval → register from a recipe."),
 }
 
 # ServerSettings fields that have flags (nested sections are set via YAML or HEARTH_X__Y env vars).

@@ -20,6 +20,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from .paths import data_dir
+
 EMBEDDED_MODEL = "embedded:smollm2"
 SERVED_QUANT = "Q8_0"
 ORIGINAL_QUANT = "Q4_1"
@@ -37,8 +39,6 @@ def wheel_model_path() -> Path:
 
 
 def models_dir() -> Path:
-    from .sql.sample.paths import data_dir  # imported here: that module imports settings, which imports this one
-
     return data_dir() / "models"
 
 

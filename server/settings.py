@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, YamlConfigSettingsSource
 
 from .embedded import EMBEDDED_MODEL, embedded_path, parse_spec, wheel_model_path
+from .paths import data_dir
 from .sql.settings import DatabaseConfig
 
 EMBEDDED_MODEL_NAME = "smollm2-135m-instruct"
@@ -180,8 +181,6 @@ class ReviewSettings(BaseModel):
     def resolved_path(self) -> Path:
         if self.path is not None:
             return Path(self.path).expanduser()
-        from .sql.sample.paths import data_dir
-
         return data_dir() / "review.sqlite3"
 
 

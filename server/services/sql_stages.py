@@ -19,15 +19,17 @@ nothing has. What a stage considers is computed by pure functions over the retri
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from ..protocol.sql import Attempt, QueryRows, SqlRequest, Timings
 from ..settings import SqlSettings
 from ..sql.baseline import BaselineAnswer
 from ..sql.choice import ScoredCandidate
+from ..sql.connections import Database
 from ..sql.cues import best_agreeing
 from ..sql.edits import with_edits
 from ..sql.grounding import Grounding
@@ -35,9 +37,20 @@ from ..sql.prompt import correction_messages, parse_answer
 from ..sql.schema import DatabaseSchema
 from ..sql.validate import ValidationReport
 
-if TYPE_CHECKING:  # the service imports this module
-    from ..sql.connections import Database
-    from .text_to_sql import SqlService
+
+
+class StageHost(Protocol):
+    """What the stages use of the service (server/services/text_to_sql.py SqlService)."""
+    options: SqlSettings
+    log: logging.Logger
+
+    async def try_candidate(self, run: "SqlRun", attempt: Attempt) -> str | None: ...
+
+    async def order_by_question(self, engine, templates: list[ScoredCandidate], question: str,
+                                usage: "Usage") -> list[ScoredCandidate]: ...
+
+    async def complete_sql(self, engine, messages: list[dict], grammar: str | None, max_tokens: int | None,
+                           usage: "Usage", is_disconnected, timeout_s: float, shared: str = "") -> tuple[str, bool]: ...
 
 
 @dataclass
@@ -60,7 +73,7 @@ class SqlRun:
     """One request's state as it passes the stages."""
     req: SqlRequest
     engine: Any
-    database: "Database"
+    database: Database
     schema: DatabaseSchema
     dialect: str
     max_rows: int
@@ -93,7 +106,7 @@ def template_candidates(templates: list[BaselineAnswer], question: str, dialect:
     return best_agreeing(candidates, question, dialect, [left_out[c.rank] for c in candidates])
 
 
-async def answer_with_template(service: "SqlService", run: SqlRun) -> None:
+async def answer_with_template(service: StageHost, run: SqlRun) -> None:
     candidates = template_candidates(run.templates, run.req.question, run.schema.dialect, service.options)
     if service.options.template_choice == "model" and len(candidates) > 1:
         t0 = time.perf_counter()
@@ -107,7 +120,7 @@ async def answer_with_template(service: "SqlService", run: SqlRun) -> None:
             return
 
 
-async def write_with_model(service: "SqlService", run: SqlRun) -> None:
+async def write_with_model(service: StageHost, run: SqlRun) -> None:
     options = service.options
     messages = run.messages
     for _ in range(run.req.max_attempts or options.max_attempts):
@@ -141,7 +154,7 @@ async def write_with_model(service: "SqlService", run: SqlRun) -> None:
         messages = messages + correction_messages(sql, feedback)
 
 
-STAGES: tuple[Callable[["SqlService", SqlRun], Awaitable[None]], ...] = (answer_with_template, write_with_model)
+STAGES: tuple[Callable[[StageHost, SqlRun], Awaitable[None]], ...] = (answer_with_template, write_with_model)
 
 
 def _ms(since: float) -> float:

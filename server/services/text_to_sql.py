@@ -10,7 +10,7 @@
 
 No SQL reaches a database unless `validate_sql` passed it, and what runs is the validator's
 regenerated SQL, never the model's text. The connection is read-only as well (see
-server/sql/connections.py). The database registry lives here, not with the models, so that
+server/sql/readonly.py). The database registry lives here, not with the models, so that
 validation and the schema listing work while the model is still loading.
 """
 

@@ -1,7 +1,7 @@
 """Run one already-validated SQL statement on a customer database, read-only, bounded in time and rows.
 
 The validator (server/sql/validate.py) decides what may run; this layer assumes it can be wrong.
-The statement runs inside `Database.readonly()` (see server/sql/connections.py for what each
+The statement runs inside `Database.readonly()` (see server/sql/readonly.py for what each
 engine does), is sent to the driver verbatim, never parsed and never bound (so `:name`, `?` and
 `%` in literals stay literal), and at most `max_rows + 1` rows are read so that `truncated` can be
 set without reading an unbounded result:
@@ -29,7 +29,8 @@ from decimal import Decimal
 from typing import Any
 
 from server.errors import QueryTimeout
-from server.sql.connections import Database, ReadOnlySession
+from server.sql.connections import Database
+from server.sql.readonly import ReadOnlySession
 
 
 @dataclass

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy import types as satypes
 
 from server.errors import QueryTimeout
-from server.sql.connections import Database, ReadOnlySession
+from server.sql.readonly import ReadOnlyDatabase, ReadOnlySession
 from server.sql.schema import Column, DatabaseSchema, ForeignKey, Table
 
 log = logging.getLogger(__name__)
@@ -23,7 +23,7 @@ SAMPLE_TIMEOUT_S = 2.0  # per column: DISTINCT + ORDER BY on a big unindexed col
 SAMPLE_MAX_CHARS = 40  # longer values are cut to 39 characters + "…"
 
 
-def introspect(database: Database) -> DatabaseSchema:
+def introspect(database: ReadOnlyDatabase) -> DatabaseSchema:
     """Tables, columns, keys and sample values of `database`; raises the typed errors of readonly()."""
     config = database.config
     schema_name = "public" if config.dialect == "postgres" else None

@@ -18,7 +18,7 @@ that sum; acc_norm divides it by the choice's length in characters first (lm-eva
 its UTF-8 byte count), which removes the bias towards short answers without depending on the
 tokenizer.
 
-Both scorers (mc_gguf.py, mc_hf.py) split tokens with `split_tokens` below, so they score the
+Both scorers (mc_gguf.py, mc_hf.py) split tokens with mc_tokens.split_tokens, so they score the
 same token sequences and can be compared number for number.
 """
 
@@ -27,8 +27,9 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable
 from pathlib import Path
+
+from . import mc_gguf, mc_hf
 
 LETTERS = "ABCDEFGHIJ"
 STATUSES = ("approved", "draft")
@@ -101,7 +102,7 @@ def load_mc(path: str | Path) -> list[dict]:
     return items
 
 
-# -- prompt and tokens ----------------------------------------------------------------------
+# -- prompt ---------------------------------------------------------------------------------
 
 
 def render_context(question: str) -> str:
@@ -115,26 +116,6 @@ def render_continuation(choice: str) -> str:
 def scoring_requests(items: list[dict]) -> list[tuple[str, list[str]]]:
     """(context, continuations) per item: what a scorer computes log-likelihoods for."""
     return [(render_context(it["question"]), [render_continuation(c) for c in it["choices"]]) for it in items]
-
-
-def split_tokens(encode: Callable[[str], list[int]], context: str, continuation: str) -> tuple[list[int], int]:
-    """(tokens of context+continuation, how many of them belong to the context).
-
-    The continuation's tokens are what context+continuation adds over the context alone: the
-    longest common prefix of the two encodings is the context. When a merge crosses the boundary
-    the shared prefix is shorter than the context's encoding and the merged token counts as the
-    continuation's, so every token of the whole text is scored exactly once, by either scorer.
-    """
-    ctx = encode(context)
-    whole = encode(context + continuation)
-    n = 0
-    while n < len(ctx) and n < len(whole) and ctx[n] == whole[n]:
-        n += 1
-    if n == 0:
-        raise ValueError(f"context {context[:40]!r}… encodes to no token the continuation can follow")
-    if n == len(whole):
-        raise ValueError(f"continuation {continuation!r} adds no token to the context")
-    return whole, n
 
 
 # -- metrics --------------------------------------------------------------------------------
@@ -182,9 +163,9 @@ def evaluate_mc(variant, items: list[dict], *, n_threads: int | None = None, inc
         raise ValueError("no items to score (all are drafts; pass include_drafts=True to score them)")
     t0 = time.perf_counter()
     if variant.kind == "gguf":
-        from .mc_gguf import loglikelihoods
+        loglikelihoods = mc_gguf.loglikelihoods
     elif variant.kind == "hf":
-        from .mc_hf import loglikelihoods
+        loglikelihoods = mc_hf.loglikelihoods
     else:
         raise ValueError(f"variant {variant.name!r}: unknown kind {variant.kind!r}")
     # llama.cpp needs the file (embedded:smollm2 → the wheel's GGUF); training/model.py resolves HF paths itself.

@@ -17,7 +17,7 @@ import os
 
 import numpy as np
 
-from .mc import split_tokens
+from .mc_tokens import split_tokens
 
 
 def _log_softmax(x: np.ndarray) -> np.ndarray:

@@ -8,7 +8,7 @@ numbers equal one choice at a time. Torch is imported here only, never by the se
 
 from __future__ import annotations
 
-from .mc import split_tokens
+from .mc_tokens import split_tokens
 
 
 def loglikelihoods(path: str, reqs: list[tuple[str, list[str]]], *, n_threads: int | None = None,

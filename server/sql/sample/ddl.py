@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from server.sql.schema import Column, DatabaseSchema, ForeignKey, Table
+
 DIALECTS = ("sqlite", "postgres", "mysql")
 
 
@@ -140,14 +142,12 @@ def ddl_script(dialect: str) -> str:
     return ";\n\n".join(create_statements(dialect)) + ";\n"
 
 
-def database_schema(dialect: str = "sqlite", name: str = "sample"):
+def database_schema(dialect: str = "sqlite", name: str = "sample") -> DatabaseSchema:
     """The schema as a `server.sql.schema.DatabaseSchema`, without connecting to anything.
 
     What introspection of a loaded copy would return minus sample values: for validating gold
     SQL (tests, the pairs CLI) against the sample without a live database.
     """
-    from server.sql.schema import Column, DatabaseSchema, ForeignKey, Table
-
     if dialect not in DIALECTS:
         raise ValueError(f"unknown dialect {dialect!r}; expected one of {DIALECTS}")
     tables = []

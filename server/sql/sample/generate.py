@@ -25,6 +25,7 @@ from random import Random
 
 from server.sql.sample import words
 from server.sql.sample.ddl import TABLES, create_statements
+from server.sql.sample.location import sample_sqlite_path
 from server.sql.sample.orders import generate_orders
 
 DEFAULT_SEED = 20250101
@@ -305,14 +306,12 @@ def _file_version(path: Path) -> int | None:
 def ensure_sample_sqlite(path: str | os.PathLike | None = None) -> Path:
     """The default sample database file, built (atomically) if it is missing or out of date.
 
-    `path` defaults to paths.sample_sqlite_path(). The server calls this at startup, so a hit
+    `path` defaults to location.sample_sqlite_path(). The server calls this at startup, so a hit
     costs one open() and a 100-byte read, no SQLite connection; a miss generates the data
     (about a second). Concurrent callers each build a temp file and os.replace() it: identical
     content, and readers never see a half-written file.
     """
     if path is None:
-        from server.sql.sample.paths import sample_sqlite_path  # imports pydantic settings: only here
-
         path = sample_sqlite_path()
     target = Path(path)
     if _file_version(target) == DATA_VERSION:

@@ -24,8 +24,10 @@ import tempfile
 from pathlib import Path
 from random import Random
 
+from server.sql.sample.generate import connect_memory
 from server.sql.sample.paths import PAIRS_DIR, SAMPLE_DATABASE
-from server.sql.sample.questions import Instance, Pools, all_shapes, instantiate
+from server.sql.sample.questions import Instance, Pools, instantiate
+from server.sql.sample.shapes import all_shapes
 
 DEFAULT_PAIRS_SEED = 7
 TEST_REPHRASED = 2  # instances per seen shape asked again in test with the held-out wording
@@ -49,8 +51,6 @@ def _pair(inst: Instance, paraphrase: int, split: str, seen_shape: bool) -> dict
 def build_pairs(conn: sqlite3.Connection | None = None, seed: int = DEFAULT_PAIRS_SEED) -> list[dict]:
     """All pairs, train and test, in a deterministic order. `conn`: the sample data (default: in memory)."""
     if conn is None:
-        from server.sql.sample.generate import connect_memory
-
         conn = connect_memory()
     pools = Pools(conn)
     pairs: list[dict] = []

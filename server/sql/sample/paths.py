@@ -1,26 +1,24 @@
-"""Where the embedded sample database lives, and its default connection entry.
+"""The embedded sample database as a configured database: its default connection entry, and its
+SQLite file generated on first use.
 
-The SQLite file is generated (deterministically) on first use into the data directory,
-HEARTH_DATA_DIR or ./var, and the question/SQL pairs ship inside the package.
+The locations themselves are in location.py (and `data_dir` in server/paths.py); they are
+imported here too, where existing callers look for them.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
+from server.paths import data_dir
+
 from ..settings import DatabaseConfig, parse_url
+from .generate import ensure_sample_sqlite
+from .location import PAIRS_DIR, sample_sqlite_path
+
+__all__ = ["PAIRS_DIR", "SAMPLE_DATABASE", "data_dir", "default_sample_config", "ensure_sample_database",
+           "sample_sqlite_path"]
 
 SAMPLE_DATABASE = "sample"
-PAIRS_DIR = Path(__file__).parent / "pairs"
-
-
-def data_dir() -> Path:
-    return Path(os.environ.get("HEARTH_DATA_DIR", "var")).expanduser()
-
-
-def sample_sqlite_path() -> Path:
-    return data_dir() / "sample.sqlite"
 
 
 def default_sample_config() -> DatabaseConfig:
@@ -42,7 +40,5 @@ def ensure_sample_database(configs) -> None:
     sample = sample_sqlite_path().resolve()
     for config in configs:
         if config.dialect == "sqlite" and Path(parse_url(config.url).database).expanduser().resolve() == sample:
-            from .generate import ensure_sample_sqlite
-
             ensure_sample_sqlite(sample)
             return

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import sqlite3
 from dataclasses import dataclass, field
+from datetime import date, timedelta
 from functools import cached_property
 from random import Random
 from typing import Any, Callable
@@ -223,15 +224,11 @@ def quarter(r: Random) -> Slots:
 
 
 def day(r: Random, start: str = "2023-01-09", end: str = "2025-12-15") -> str:
-    from datetime import date, timedelta
-
     a, b = date.fromisoformat(start), date.fromisoformat(end)
     return (a + timedelta(days=r.randint(0, (b - a).days))).isoformat()
 
 
 def week(r: Random) -> Slots:
-    from datetime import date, timedelta
-
     d0 = date.fromisoformat(day(r))
     d0 -= timedelta(days=d0.weekday())  # a Monday
     return {"d0": d0.isoformat(), "d6": (d0 + timedelta(days=6)).isoformat(),
@@ -241,12 +238,3 @@ def week(r: Random) -> Slots:
 def person(pair: tuple) -> Slots:
     return {"first": pair[0], "last": pair[1], "name": f"{pair[0]} {pair[1]}"}
 
-
-def all_shapes() -> list[Shape]:
-    from server.sql.sample import shapes_advanced, shapes_basic
-
-    shapes = shapes_basic.SHAPES + shapes_advanced.SHAPES
-    ids = [s.id for s in shapes]
-    if len(ids) != len(set(ids)):
-        raise ValueError("duplicate shape ids")
-    return shapes

@@ -22,7 +22,7 @@ import pytest
 import sqlalchemy.exc
 
 from server.errors import DatabaseNotFound, DatabaseUnavailable
-from server.sql import connections
+from server.sql import readonly
 from server.sql.connections import Database, DatabaseRegistry
 from server.sql.execute import execute_readonly
 from server.sql.settings import DatabaseConfig
@@ -252,7 +252,7 @@ def test_a_database_that_is_down_is_unavailable_quickly(url: str, monkeypatch: p
     # A refused connection must fail at once, not wait out the connect timeout or retry: with a
     # 120 s connect timeout, anything but an immediate failure takes far longer than the bound,
     # and the bound is far above what any machine needs for a refused TCP connect.
-    monkeypatch.setattr(connections, "CONNECT_TIMEOUT_S", 120)
+    monkeypatch.setattr(readonly, "CONNECT_TIMEOUT_S", 120)
     database = Database(_config("down_db", url))
     started = time.monotonic()
     with pytest.raises(DatabaseUnavailable) as info:
@@ -270,7 +270,7 @@ def test_a_server_that_never_answers_is_unavailable_after_the_connect_timeout(
 ) -> None:
     # The connect timeout, not the 600 s query timeout, ends the wait: the bound sits far above the
     # 2 s timeout (any machine meets it) and far below the query timeout (a wrong wait misses it).
-    monkeypatch.setattr(connections, "CONNECT_TIMEOUT_S", 2)  # libpq's minimum
+    monkeypatch.setattr(readonly, "CONNECT_TIMEOUT_S", 2)  # libpq's minimum
     with socket.socket() as listener:  # accepts TCP (in the kernel backlog), never says a word
         listener.bind(("127.0.0.1", 0))
         listener.listen(8)

@@ -116,7 +116,7 @@ def _run_with_report(tmp_path, report: dict, enforce: bool = True):
 
 
 def test_register_refuses_and_unregisters_when_the_gate_fails(tmp_path, capsys) -> None:
-    from training.pipeline import check_registration
+    from quantize.pipeline import check_registration
 
     run, recipe_path, recipe = _run_with_report(tmp_path, make_report(q8=50.0))
     with pytest.raises(GateFailed, match="drop of 10.0 points"):
@@ -129,7 +129,7 @@ def test_register_refuses_and_unregisters_when_the_gate_fails(tmp_path, capsys) 
 
 
 def test_register_goes_ahead_when_the_gate_passes_or_is_not_enforced(tmp_path) -> None:
-    from training.pipeline import check_registration
+    from quantize.pipeline import check_registration
 
     run, _, recipe = _run_with_report(tmp_path, make_report())
     assert check_registration(recipe)["passed"] is True

@@ -16,9 +16,9 @@ from training.evaluation.mc import (
     render_context,
     render_continuation,
     scoring_requests,
-    split_tokens,
     validate_item,
 )
+from training.evaluation.mc_tokens import split_tokens
 from training.evaluation.variants import Variant
 
 

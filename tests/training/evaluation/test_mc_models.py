@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from training.evaluation.mc import evaluate_mc, load_mc, scoring_requests, split_tokens
+from training.evaluation.mc import evaluate_mc, load_mc, scoring_requests
+from training.evaluation.mc_tokens import split_tokens
 from training.evaluation.variants import Variant
 
 pytestmark = [pytest.mark.model]
