@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 def load_samples(tokenizer, n: int, k: int) -> list[dict]:
     from server.sql.sample.paths import PAIRS_DIR
-    from server.settings import SqlSettings
+    from server.sql.settings import SqlSettings
     from training.sql import sql_samples
     from training.tokens import encode_chat
 

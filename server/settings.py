@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, YamlConfigSettingsSource
 
 from .embedded import EMBEDDED_MODEL, embedded_path, parse_spec, wheel_model_path
 from .paths import data_dir
-from .sql.settings import DatabaseConfig
+from .sql.settings import DatabaseConfig, SqlSettings
 
 EMBEDDED_MODEL_NAME = "smollm2-135m-instruct"
 
@@ -84,88 +84,6 @@ class ModelConfig(BaseModel):
 
     def template_text(self) -> str | None:
         return Path(self.chat_template).read_text() if self.chat_template else None
-
-
-class SqlSettings(BaseModel):
-    """Text-to-SQL behaviour."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    max_attempts: int = Field(3, ge=1, le=10, description="Generation attempts, counting self-corrections.")
-    constrained_decoding: bool = Field(
-        True, description="Constrain SQL generation with a grammar built from the live schema."
-    )
-    max_new_tokens: int = Field(256, ge=16, description="Token budget for one generated query.")
-    generation_timeout_s: float = Field(
-        60.0, gt=0, description="Wall-clock budget for generating one request's SQL, all attempts together; "
-        "past it the request ends with status 'timeout' (grammar-constrained decoding of a confused model "
-        "can otherwise run for minutes on a CPU).",
-    )
-    few_shot_k: int = Field(
-        0, ge=0, le=20, description="Retrieved example pairs put in the prompt, after the schema. The draft "
-        "already carries the nearest pair's SQL, and each example lengthens the uncached part of the prompt "
-        "(bench/concurrency.py: warm TTFT 0.22x cold with 0, 0.37x with 3). Must match the recipe the model "
-        "was trained with.",
-    )
-    draft: bool = Field(
-        True, description="Show the model a draft after the question: the nearest example pair's SQL with the "
-        "question's literal values filled in (the template baseline's answer). Must match the recipe the "
-        "model was trained with.",
-    )
-    template_first: bool = Field(
-        True, description="Answer with a template itself (an example pair's or a schema template's SQL with the "
-        "question's values filled in), when every value of the template was re-filled from the question and "
-        "every value the question names is used (server/sql/baseline.py `complete`), and the query passes "
-        "validation and execution. Among the nearest sql.template_shapes SQL shapes, those whose structure "
-        "agrees best with the question's words answer (server/sql/cues.py: 'how many' wants a count, 'least' "
-        "an ascending order), chosen by sql.template_choice. The model writes the SQL for every other question. "
-        "Measured figures: training/README.md.",
-    )
-    template_shapes: int = Field(
-        12, ge=1, le=64, description="With sql.template_first, how many of the nearest pairs' SQL shapes are "
-        "searched for a template that fits, taking turns between the questions as asked and with their values "
-        "masked (server/sql/mentions.py ValueIndex.masked).",
-    )
-    template_choice: Literal["nearest", "model"] = Field(
-        "nearest", description="With sql.template_first, which fitting template answers when several of the "
-        "searched shapes fit: nearest = the nearest pair's (word overlap); model = the one after which the model "
-        "finds the asked question most likely (it reads each query and scores the question, the reverse task a "
-        "recipe with question_samples trains; server/sql/choice.py; ~0.1 s a candidate on 2 cores). The next one "
-        "answers when it fails validation.",
-    )
-    schema_templates: bool = Field(
-        True, description="Add question/SQL templates synthesized from the live schema (counts, lists, group-bys, "
-        "a filter on a named value, top N, averages, one join; server/sql/synth.py) to the database's example "
-        "pairs, for drafts and for sql.template_first: plain questions get a template even where the pairs "
-        "have none, or there are no pairs.",
-    )
-    grounded_literals: bool = Field(
-        True, description="Generated SQL may compare columns only with values the question names (a value it "
-        "mentions, a database value it names, a number, a year it gives; server/sql/grounding.py): a query "
-        "with another value, copied from a draft or an example, fails validation and the model is told why.",
-    )
-    template_edits: bool = Field(
-        False, description="With sql.template_choice = model, also offer the model each fitting template's "
-        "structural edits (UNION/INTERSECT/EXCEPT swapped, one branch of a set operation alone; "
-        "server/sql/edits.py): the queries one step from a known shape, for questions of a shape no example "
-        "pair has. The model chooses among templates and edits alike; each costs one more scoring.",
-    )
-    edit_penalty: float = Field(
-        2.0, ge=0, description="With sql.template_edits, how many nats more likely than the "
-        "templates the question must be after an edit for the edit to answer: a prior (log P(query)) against "
-        "queries no example pair has (how it was set: training/README.md).",
-    )
-    max_prompt_tables: int = Field(12, ge=1, description="Prune the schema to this many tables.")
-    default_database: str | None = Field(None, description="Database used when a request names none.")
-
-    @model_validator(mode="after")
-    def _no_inert_options(self) -> "SqlSettings":
-        """Options that would do nothing in this combination are errors, not silent no-ops."""
-        if self.template_edits and self.template_choice != "model":
-            raise ValueError("sql.template_edits needs sql.template_choice: model (the model chooses among the edits)")
-        if not self.template_first and ({"template_shapes", "template_choice", "template_edits"} & self.model_fields_set):
-            raise ValueError("sql.template_shapes, template_choice and template_edits act only with sql.template_first: true")
-        return self
 
 
 class ReviewSettings(BaseModel):

@@ -15,7 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from server.settings import SqlSettings
+from server.sql.settings import SqlSettings
 
 EMBEDDED = "embedded:smollm2"
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from server.settings import SqlSettings
+from server.sql.settings import SqlSettings
 
 from .io import read_jsonl
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ..protocol.sql import Attempt, QueryRows, SqlRequest, Timings
-from ..settings import SqlSettings
+from ..sql.settings import SqlSettings
 from ..sql.baseline import BaselineAnswer
 from ..sql.choice import ScoredCandidate
 from ..sql.connections import Database

@@ -37,7 +37,8 @@ from ..protocol.sql import (
     ValidateResponse,
     ValidationResult,
 )
-from ..settings import ServerSettings, SqlSettings
+from ..settings import ServerSettings
+from ..sql.settings import SqlSettings
 from ..sql.baseline import TemplateBaseline
 from ..sql.choice import ScoredCandidate, by_likelihood
 from ..sql.connections import Database, DatabaseRegistry

@@ -102,3 +102,24 @@ def test_help_is_fast_and_server_never_imports_torch():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.stdout.strip() == "ok", r.stderr
     assert main(["--help"]) == 0
+
+
+def test_a_removed_sql_option_loads_with_a_warning_naming_it(tmp_path):
+    import warnings
+
+    cfg = _yaml(tmp_path, {"sql": {"drafts": 1, "rerank": 0, "draft": True}})  # an older pipeline's serve.yaml
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        settings = load_settings(cfg)
+    assert settings.sql.draft is True
+    said = " ".join(str(w.message) for w in caught)
+    assert "sql.drafts" in said and "sql.rerank" in said and "removed" in said
+    with pytest.raises(ValidationError):  # an unknown key is still an error
+        load_settings(_yaml(tmp_path, {"sql": {"draftz": 1}}))
+
+
+def test_template_options_without_templates_are_errors_naming_the_switch(tmp_path):
+    with pytest.raises(ValidationError, match="template_first"):
+        load_settings(_yaml(tmp_path, {"sql": {"template_first": False, "template_shapes": 4}}))
+    with pytest.raises(ValidationError, match="template_choice: model"):
+        load_settings(_yaml(tmp_path, {"sql": {"template_edits": True}}))

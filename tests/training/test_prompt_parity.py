@@ -46,7 +46,7 @@ def test_sql_sample_tokens_match_serving(tmp_path, tokenizer, llama_vocab, data_
     pairs = tmp_path / "pairs.jsonl"
     rows = (PAIRS_DIR / "train.jsonl").read_text().splitlines()
     pairs.write_text("\n".join(rows[100:103]) + "\n")
-    from server.settings import SqlSettings
+    from server.sql.settings import SqlSettings
 
     sample = sql_samples(pairs, serving=SqlSettings(few_shot_k=k, draft=draft), examples_path=PAIRS_DIR / "train.jsonl")[0]
     ids, labels = encode_chat(tokenizer, sample["messages"], last_turn_only=True)

@@ -63,9 +63,9 @@ def test_served_sql_is_serve_sql_into_serving_and_eval(tmp_path, recipe, served)
 @pytest.mark.parametrize("sql", [
     {"template_edits": True},                                    # edits need the model's choice
     {"template_first": False, "template_choice": "model"},       # template options without templates
-    {"drafts": 3}, {"rerank": 3},                                # lost experiments, removed
+    {"draftz": 3},                                               # a typo
 ])
-def test_inert_or_removed_sql_options_are_errors(tmp_path, sql):
+def test_inert_or_unknown_sql_options_are_errors(tmp_path, sql):
     with pytest.raises(ValidationError):
         load_recipe(None, {"name": "r", "sources": [{"name": "q", "kind": "sql", "path": "p.jsonl"}],
                            "serve": {"sql": sql}})
@@ -84,3 +84,11 @@ def test_serving_token_budget_fits_the_longest_trained_answer(tmp_path, longest,
     (tmp_path / "data" / "manifest.json").write_text(json.dumps({"sources": {"q": {"longest_answer_tokens": longest}}}))
     assert recipe.served_sql().get("max_new_tokens") == budget
     assert recipe.eval_config().sql_settings.get("max_new_tokens") == budget
+
+
+def test_a_removed_sql_option_warns_and_is_ignored():
+    with pytest.warns(DeprecationWarning, match="sql.rerank"):
+        recipe = load_recipe(None, {"name": "r", "sources": [{"name": "q", "kind": "sql", "path": "p.jsonl"}],
+                                    "serve": {"sql": {"rerank": 3, "draft": False}}})
+    assert recipe.served_sql() == {"draft": False}
+

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from server.settings import SqlSettings
+from server.sql.settings import SqlSettings
 from server.sql.canonical import sql_skeleton
 from server.sql.prompt import DRAFT_LABEL
 from server.sql.sample.paths import PAIRS_DIR

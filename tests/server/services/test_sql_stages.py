@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from server.services.sql_stages import STAGES, answer_with_template, template_candidates, write_with_model
-from server.settings import SqlSettings
+from server.sql.settings import SqlSettings
 from server.sql.baseline import BaselineAnswer
 
 COUNT = "SELECT COUNT(*) FROM customers WHERE country = 'France'"

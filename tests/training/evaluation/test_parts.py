@@ -65,7 +65,7 @@ def test_sql_variants_limits_which_variants_get_the_sql_run(tmp_path, monkeypatc
 def test_the_sql_key_holds_every_serving_setting_defaults_included(tmp_path) -> None:
     """Every sql setting is in the key, at the value the eval server runs with, so a serving default
     that changes (not only what the recipe sets) measures again."""
-    from server.settings import SqlSettings
+    from server.sql.settings import SqlSettings
     from training.evaluation import suite
     from training.evaluation.variants import Variant
     from training.recipe import EvalConfig
