@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from server.sql.sample.load import load_mysql, load_postgres
-from server.sql.sample.pairs import load_pairs
+from server.sql.sample.build.pairs import load_pairs
 from tests.conftest import API_KEY, start_server, stop_server
 
 pytestmark = [pytest.mark.model, pytest.mark.databases, pytest.mark.slow]

@@ -1,8 +1,8 @@
 """Hearth's embedded sample database (a B2B office-supplies distributor) and its Text-to-SQL pairs.
 
-generate.py builds the rows (ensure_sample_sqlite() writes the SQLite file the server uses),
-load.py puts them on PostgreSQL / MariaDB, shapes_*.py hold question/SQL templates (shapes.py
-gathers them) that questions.py fills from the data, and pairs.py splits them into
-pairs/train.jsonl and pairs/test.jsonl. CLI: `python -m server.sql.sample build|load|pairs`
-(= `hearth sample ...`).
+Runtime: generate.py builds the rows (ensure_sample_sqlite() writes the SQLite file the server
+uses; orders.py and words.py feed it, ddl.py is its schema), load.py puts them on PostgreSQL /
+MariaDB, paths.py and location.py say where things are, and pairs/*.jsonl are the committed
+pairs. build/ holds the tools that wrote those pairs. CLI: `python -m server.sql.sample
+build|load|pairs` (= `hearth sample ...`).
 """

@@ -84,7 +84,7 @@ def _load(args: argparse.Namespace) -> int:
 
 
 def _pairs(args: argparse.Namespace) -> int:
-    from server.sql.sample.pairs import build_pairs, summary, write_pairs
+    from server.sql.sample.build.pairs import build_pairs, summary, write_pairs
     from server.sql.sample.paths import PAIRS_DIR
 
     pairs = build_pairs()

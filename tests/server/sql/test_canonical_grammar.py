@@ -98,7 +98,7 @@ def test_canonical_sql_fits_the_serving_grammar(fleet, accepts, sql):
 @pytest.mark.model
 def test_every_sample_training_pair_fits_the_grammar_in_canonical_form(accepts, data_dir):
     from server.settings import ServerSettings
-    from server.sql.sample.pairs import load_pairs
+    from server.sql.sample.build.pairs import load_pairs
     from server.sql.sample.paths import ensure_sample_database, sample_sqlite_path
 
     ensure_sample_database(ServerSettings().databases)

@@ -7,7 +7,7 @@ import pytest
 from server.sql.grammar import sql_grammar
 from server.sql.prompt import CANNOT_ANSWER, one_line
 from server.sql.sample.ddl import database_schema
-from server.sql.sample.pairs import load_pairs
+from server.sql.sample.build.pairs import load_pairs
 
 pytestmark = pytest.mark.model
 

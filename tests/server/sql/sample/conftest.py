@@ -18,7 +18,7 @@ import pytest
 from server.sql.execute import to_jsonable
 from server.sql.sample.generate import SampleData, ensure_sample_sqlite, generate
 from server.sql.sample.ddl import database_schema
-from server.sql.sample.pairs import build_pairs, load_pairs
+from server.sql.sample.build.pairs import build_pairs, load_pairs
 from server.sql.validate import ValidationReport, validate_sql
 
 TEST_DB = "hearth_sample_test"

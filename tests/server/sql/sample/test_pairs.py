@@ -8,9 +8,9 @@ from collections import Counter, defaultdict
 import pytest
 
 from server.sql.sample import __main__ as cli
-from server.sql.sample.pairs import load_pairs, summary
-from server.sql.sample.questions import CATEGORIES
-from server.sql.sample.shapes import all_shapes
+from server.sql.sample.build.pairs import load_pairs, summary
+from server.sql.sample.build.questions import CATEGORIES
+from server.sql.sample.build.shapes import all_shapes
 
 FIELDS = {"id", "question", "sql", "database", "category", "shape", "split", "seen_shape"}
 

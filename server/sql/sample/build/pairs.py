@@ -26,8 +26,8 @@ from random import Random
 
 from server.sql.sample.generate import connect_memory
 from server.sql.sample.paths import PAIRS_DIR, SAMPLE_DATABASE
-from server.sql.sample.questions import Instance, Pools, instantiate
-from server.sql.sample.shapes import all_shapes
+from server.sql.sample.build.questions import Instance, Pools, instantiate
+from server.sql.sample.build.shapes import all_shapes
 
 DEFAULT_PAIRS_SEED = 7
 TEST_REPHRASED = 2  # instances per seen shape asked again in test with the held-out wording

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from random import Random
 
-from server.sql.sample.questions import Pools, Shape, day, month, quarter, week, year
+from server.sql.sample.build.questions import Pools, Shape, day, month, quarter, week, year
 
 _REVENUE = "oi.quantity * oi.unit_price * (1 - oi.discount)"  # net line value
 

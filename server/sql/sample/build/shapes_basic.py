@@ -8,7 +8,7 @@ currency, written "$".
 
 from __future__ import annotations
 
-from server.sql.sample.questions import Shape, person, year
+from server.sql.sample.build.questions import Shape, person, year
 
 _REVENUE = "oi.quantity * oi.unit_price * (1 - oi.discount)"  # net line value, used verbatim below
 

@@ -6,8 +6,8 @@ and this module gathers them, so questions.py never has to import its own users.
 
 from __future__ import annotations
 
-from server.sql.sample import shapes_advanced, shapes_basic
-from server.sql.sample.questions import Shape
+from server.sql.sample.build import shapes_advanced, shapes_basic
+from server.sql.sample.build.questions import Shape
 
 
 def all_shapes() -> list[Shape]:
