@@ -274,6 +274,6 @@ def test_rules_do_not_mutate_their_input():
 
 def test_rule_registry():
     assert RULE_NAMES == ["parses", "single_statement", "read_only", "safe_functions", "known_tables",
-                          "known_columns", "grounded_literals", "row_limit", "regenerates"]
+                          "known_columns", "joins_connect", "grounded_literals", "row_limit", "regenerates"]
     counts = Counter(e["rule"] for e in REJECT)
     assert min(counts.values()) >= 4, counts
