@@ -10,7 +10,7 @@ own question/SQL pairs.
        mentions it (a string value, a number, a year or a date range); other literals are part of
        the template (`discontinued = 0`, `LIMIT 1` for "the most");
     3. find the values the new question mentions (server/sql/mentions.py): quoted strings,
-       numbers, years, month-year dates, and the database's own text values (a `ValueIndex` of
+       numbers, years, month-year dates, days, and the database's own text values (a `ValueIndex` of
        its text columns), which catches "orders from Berlin" → 'Berlin' and "paid by credit
        card" → 'credit_card';
     4. put the new values in the slots by type and by order of mention, string slots preferring
@@ -25,6 +25,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import date, timedelta
 
 import sqlglot
 from sqlglot import exp
@@ -37,11 +38,20 @@ from server.sql.retrieval import ExampleIndex, words
 _DATE_LITERAL = re.compile(r"^(\d{4})-(\d{2})(-\d{2})?(.*)$")
 
 
+# Words of a bound or a rank, shared by numbers that count quite different things ("a credit
+# limit of at least $50,000", "at least one customer"): no sign that two numbers mean the same.
+_BOUND_WORDS = frozenset(words("at least most more fewer less greater over under above below exactly only top first "
+                               "last bottom up to or"))
+
+
 def _pair_numbers(old: list[Mention], new: list[Mention]) -> dict[int, int]:
     """Old number i → new number j: by shared context words first ("within 30 days" ↔ "within
-    7 days", whatever the order the questions mention them in), then by order of mention."""
+    7 days", whatever the order the questions mention them in), then by order of mention. A weak
+    number word ("at least one customer") takes a slot only where the two share a word of what
+    they count."""
     scored = sorted(((len(o.context & n.context), -abs(i - j), i, j)
-                     for i, o in enumerate(old) for j, n in enumerate(new)), reverse=True)
+                     for i, o in enumerate(old) for j, n in enumerate(new)
+                     if not (o.weak or n.weak) or (o.context & n.context) - _BOUND_WORDS), reverse=True)
     pairs: dict[int, int] = {}
     taken: set[int] = set()
     for _, _, i, j in scored:
@@ -59,7 +69,7 @@ class BaselineAnswer:
     filled: list[tuple[str, str]] = field(default_factory=list)  # (old literal, new literal)
     unfilled: int = 0  # slots that kept the neighbour's value for want of a new one
     unused: int = 0  # values the question names that the query does not use ("... in Germany" → no filter)
-    unused_words: int = 0  # ... of which are plain lower-case words too ("shipped", "online"): weaker evidence
+    unused_words: int = 0  # ... of which are plain words too ("shipped", "online", "zero sales"): weaker evidence
 
     @property
     def fits(self) -> bool:
@@ -73,8 +83,9 @@ class BaselineAnswer:
     @property
     def complete(self) -> bool:
         """It fits, and it uses every value the question names (a plain lower-case word that is
-        also a stored value, such as 'shipped' in "which carrier shipped the most", may be left
-        out): a template that may answer as is."""
+        also a stored value, such as 'shipped' in "which carrier shipped the most", or a number
+        word that is no clear quantity, "zero sales", may be left out): a template that may
+        answer as is."""
         return self.fits and self.unused == self.unused_words
 
 
@@ -166,16 +177,20 @@ class TemplateBaseline:
 
 def _unused(tree: exp.Expression, new: list[Mention], question: str) -> tuple[int, int]:
     """How many of the question's values the query leaves out: a string it names (a database
-    value or a quoted one), a number, a year. A template that ignores "in Germany" answers another
-    question, however well its words match. Second: how many of those are single lower-case
-    words of the question ('shipped', 'online'), which may be plain words rather than values."""
-    strings, numbers, years = set(), set(), set()
+    value or a quoted one), a number, a year, a day. A template that ignores "in Germany" answers
+    another question, however well its words match. Second: how many of those are single
+    lower-case words of the question ('shipped', 'online') or weak number words ("zero sales",
+    "at least one"), which may be plain words rather than values."""
+    strings, numbers, years, days = set(), set(), set(), set()
     for literal in tree.find_all(exp.Literal):
         if literal.is_string:
             strings.add(norm(literal.this.strip("%")))
-            date = _DATE_LITERAL.match(literal.this)
-            if date or (literal.this.isdigit() and len(literal.this) == 4):
+            date_ = _DATE_LITERAL.match(literal.this)
+            if date_ or (literal.this.isdigit() and len(literal.this) == 4):
                 years.add(int(literal.this[:4]))
+            day = _day(date_) if date_ else None
+            if day is not None:  # a day, and the day before it (`< '2025-03-25'` ends "March 24")
+                days |= {day, day - timedelta(days=1)} if day > date.min else {day}
         else:
             try:
                 numbers.add(float(literal.this))
@@ -190,10 +205,24 @@ def _unused(tree: exp.Expression, new: list[Mention], question: str) -> tuple[in
             words += missing and not m.quoted and " " not in key and bool(re.search(rf"\b{re.escape(key)}\b", question))
         elif m.kind == "number":
             missing = not {m.value, m.value * m.scale} & numbers
+            words += missing and m.weak
+        elif len(m.value) == 3:  # a day: the query must hold that very date
+            year, month, day_ = m.value
+            missing = not any((year is None or d.year == year) and (d.month, d.day) == (month, day_) for d in days)
         else:
             missing = m.value[0] not in years and m.value[0] + 1 not in years
         count += missing
     return count, words
+
+
+def _day(match: re.Match) -> date | None:
+    """The day of a date literal's _DATE_LITERAL match, None for a month ('2024-03') or a bad date."""
+    if not match.group(3):
+        return None
+    try:
+        return date(int(match.group(1)), int(match.group(2)), int(match.group(3)[1:]))
+    except ValueError:
+        return None
 
 
 # -- slot filling -------------------------------------------------------------------------------
@@ -231,7 +260,8 @@ def _fill(tree: exp.Expression, old: list[Mention], new: list[Mention], answer: 
             if year_slot:
                 slotted, replacement = _fill_period(str(int(value)), int(value), periods_old, periods_new)
             else:
-                slotted, replacement = _fill_number(value, numbers_old, numbers_new, number_pairs)
+                slotted, replacement = _fill_number(value, numbers_old, numbers_new, number_pairs,
+                                                    limit=isinstance(literal.parent, (exp.Limit, exp.Fetch)))
         if not slotted:
             continue
         if replacement is None or replacement == text:
@@ -243,13 +273,16 @@ def _fill(tree: exp.Expression, old: list[Mention], new: list[Mention], answer: 
 
 
 def _fill_number(value: float, old: list[Mention], new: list[Mention],
-                 pairs: dict[int, int]) -> tuple[bool, str | None]:
+                 pairs: dict[int, int], limit: bool = False) -> tuple[bool, str | None]:
     for i, m in enumerate(old):
         for scale in {1.0, m.scale}:
             if abs(m.value * scale - value) < 1e-9:
-                if i not in pairs:
-                    return True, None
-                target = new[pairs[i]].value * scale
+                j = pairs.get(i)
+                if j is not None and limit and new[j].weak:
+                    j = None  # "at least one customer" is no count of rows to return
+                if j is None:  # an old number word that is no clear quantity ("at least one") is template
+                    return (False, None) if m.weak else (True, None)
+                target = new[j].value * scale
                 return True, str(int(target)) if float(target).is_integer() else repr(round(target, 10))
     return False, None
 
@@ -260,13 +293,14 @@ def _month_index(year: int, month: int) -> int:
 
 def _fill_period(text: str, year: int | None, old: list[Mention], new: list[Mention],
                  upper: bool = False) -> tuple[bool, str | None]:
-    """Shift a date (or year) literal that falls in (or just after) the i-th old period to the i-th new one."""
+    """Shift a date (or year) literal that falls in (or just after) the i-th old period to the i-th
+    new one: by as many months, or, where both are days ("March 24, 2025"), by as many days."""
     if year is not None:  # '2024' or 2024: a year slot
         for i, m in enumerate(old):
             if m.value[0] == year:
-                return True, (str(new[i].value[0]) if i < len(new) else None)
+                return True, (str(new[i].value[0]) if i < len(new) and new[i].value[0] is not None else None)
             if m.value[1] is None and m.value[0] + 1 == year:  # the exclusive end of a year range
-                return True, (str(new[i].value[0] + 1) if i < len(new) else None)
+                return True, (str(new[i].value[0] + 1) if i < len(new) and new[i].value[0] is not None else None)
         return False, None
     match = _DATE_LITERAL.match(text)
     y, mo = int(match.group(1)), int(match.group(2))
@@ -274,18 +308,44 @@ def _fill_period(text: str, year: int | None, old: list[Mention], new: list[Ment
     # '2024-01-01' closes "2023" (as `< '2024-01-01'`) and opens "2024" (as `>= '2024-01-01'`):
     # an upper bound looks for a period it ends first, anything else for one it lies in.
     order = (True, False) if upper else (False, True)
+    day = _day(match)
+    if day is not None:  # a day the old question names, the day after it (an exclusive end), or near it
+        named = [(i, _on(m.value, day.year)) for i, m in enumerate(old) if len(m.value) == 3]
+        named = [(i, d) for i, d in named if d is not None]
+        exact = [(i, d) for as_end in order for i, d in named if day == d + timedelta(days=as_end)]
+        near = sorted((abs((day - d).days), i, d) for i, d in named if abs((day - d).days) <= 31)
+        pick = exact[0] if exact else (near[0][1:] if near else None)
+        if pick is not None:
+            i, was = pick
+            if i >= len(new) or len(new[i].value) != 3:
+                return True, None  # no day to put there: "in March" is not "on March 24"
+            target = _on(new[i].value, was.year if new[i].value[0] is None else new[i].value[0])
+            try:
+                return True, f"{day + (target - was):%Y-%m-%d}{match.group(4)}"
+            except (TypeError, OverflowError):  # no such day in that year, or past year 9999
+                return True, None
     for i, m, as_end in [(i, m, as_end) for as_end in order for i, m in enumerate(old)]:
+        if len(m.value) == 3:
+            continue
         start_year, start_month = m.value
         start = _month_index(start_year, start_month or 1)
         end = start + (1 if start_month else 12)  # the first month after the period (exclusive ends)
         if (at == end) if as_end else (start <= at < end):
-            if i >= len(new):
-                return True, None
+            if i >= len(new) or len(new[i].value) == 3:
+                return True, None  # nothing new, or a day where the template asks about a month or year
             new_year, new_month = new[i].value
             shifted = at + _month_index(new_year, new_month or start_month or 1) - start
             ny, nm = divmod(shifted, 12)
             return True, f"{ny:04d}-{nm + 1:02d}{match.group(3) or ''}{match.group(4)}"
     return False, None
+
+
+def _on(value: tuple, year: int) -> date | None:
+    """The day of a day period (year, month, day), in `year` when the question gave none."""
+    try:
+        return date(value[0] if value[0] is not None else year, value[1], value[2])
+    except ValueError:
+        return None
 
 
 def _is_upper_bound(literal: exp.Literal) -> bool:

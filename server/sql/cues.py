@@ -57,7 +57,8 @@ def _words(*alternatives: str) -> re.Pattern:
 
 
 CUES: tuple[Cue, ...] = (
-    Cue("count", _words("how many", "number of", "count", "counts"), lambda t: _has(t, exp.Count)),
+    Cue("count", _words("how many", "number of", "count", "counts", "how often", "how frequently", "frequency"),
+        lambda t: _has(t, exp.Count)),
     Cue("average", _words("average", "mean", "avg"), lambda t: _has(t, exp.Avg)),
     Cue("sum", _words("sum", "total amount", "total value", "total revenue", "in total", "altogether"),
         lambda t: _has(t, exp.Sum, exp.Count)),
@@ -73,7 +74,8 @@ CUES: tuple[Cue, ...] = (
                                  r"top|which|what are)\b).*\b(how many|number of|average|total|sum)\b", re.I),
         lambda t: _top(t).args.get("group") is None),
     Cue("listing", re.compile(r"^(?!.*\b(how many|number of|count|average|mean|total|sum|most|least|fewest|"
-                              r"highest|lowest|by|revenue|sales|spend|spent|amount|value)\b)"
+                              r"highest|lowest|by|revenue|sales|spend|spent|amount|value|how often|"
+                              r"how frequently|frequency)\b)"
                               r"\s*(list|show|name|display|which|what are|who are|give me)\b", re.I),
         lambda t: not any(e.find(exp.AggFunc) for e in _top(t).expressions)),
     Cue("negation", _words("not", "never", "without", "no longer", "except", "excluding", "haven't", "hasn't",

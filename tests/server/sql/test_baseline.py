@@ -130,3 +130,76 @@ def test_answers_are_candidates_of_different_shapes_nearest_first() -> None:
     assert all(a.neighbour.question != "How many customers are in Paris?" for a in left)
     assert base.answers(question, 50) and len(base.answers(question, 50)) < len(pairs)  # one per shape
     assert TemplateBaseline([]).answers(question, 3) == []
+
+
+DAY_PAIRS = [
+    Example("Which UPS shipments went out in the week of March 17, 2025?",
+            "SELECT id FROM shipments WHERE carrier = 'UPS' AND shipped_date BETWEEN '2025-03-17' AND '2025-03-23'"),
+    Example("List the orders from 2024-03-18.", "SELECT id FROM orders WHERE order_date = '2024-03-18'"),
+    Example("What was the revenue in March 2024?",
+            "SELECT SUM(total) FROM orders WHERE order_date >= '2024-03-01' AND order_date < '2024-04-01'"),
+]
+DAY_VALUES = ValueIndex([("shipments", "carrier", "UPS"), ("shipments", "carrier", "GLS")])
+
+
+@pytest.mark.parametrize("question, sql", [
+    # the day moves, not only the month: both ends of the week
+    ("Which GLS shipments went out in the week of September 18, 2023?",
+     "SELECT id FROM shipments WHERE carrier = 'GLS' AND shipped_date BETWEEN '2023-09-18' AND '2023-09-24'"),
+    ("List the orders from 2024-05-02.", "SELECT id FROM orders WHERE order_date = '2024-05-02'"),
+    ("List the orders from 2 May 2024.", "SELECT id FROM orders WHERE order_date = '2024-05-02'"),
+])
+def test_a_day_fills_a_day(question: str, sql: str) -> None:
+    answer = TemplateBaseline(DAY_PAIRS, DAY_VALUES).answer(question)
+    assert answer.sql == sql and answer.complete
+
+
+def test_a_month_template_does_not_answer_a_day() -> None:
+    answer = TemplateBaseline(DAY_PAIRS[2:], DAY_VALUES).answer("What was the revenue on March 5, 2024?")
+    assert not answer.complete
+
+
+NAME_PAIRS = [Example("Who ordered the product Stackwell 4-Drawer Filing Cabinet?",
+                      "SELECT DISTINCT customer FROM orders WHERE product = 'Stackwell 4-Drawer Filing Cabinet'")]
+NAME_VALUES = ValueIndex([("orders", "product", "Stackwell 4-Drawer Filing Cabinet"),
+                          ("orders", "product", "Northpoint Surge Protector 6-Outlet")])
+
+
+def test_the_digits_of_a_named_value_are_no_numbers() -> None:
+    answer = TemplateBaseline(NAME_PAIRS, NAME_VALUES).answer(
+        "Who ordered the product Northpoint Surge Protector 6-Outlet?")
+    assert answer.sql.endswith("product = 'Northpoint Surge Protector 6-Outlet'")
+    assert answer.complete and answer.unused == 0
+
+
+WORD_PAIRS = [
+    Example("List Safety items with no orders in 2025.",
+            "SELECT name FROM products WHERE category = 'Safety' AND id NOT IN (SELECT product_id FROM sales "
+            "WHERE sold >= '2025-01-01' AND sold < '2026-01-01')"),
+    Example("Which customers have a credit limit of at least $50,000?",
+            "SELECT name FROM customers WHERE credit_limit >= 50000"),
+    Example("Which 10 customers have the highest credit limits?",
+            "SELECT name FROM customers ORDER BY credit_limit DESC LIMIT 10"),
+    Example("Which product costs the most?", "SELECT name FROM products ORDER BY price DESC LIMIT 1"),
+]
+WORD_VALUES = ValueIndex([("products", "category", "Safety")])
+
+
+def test_a_weak_number_word_may_be_left_out_at_a_penalty() -> None:
+    answer = TemplateBaseline(WORD_PAIRS[:1], WORD_VALUES).answer("What in Safety had zero sales in 2025?")
+    assert answer.complete and (answer.unused, answer.unused_words) == (1, 1)
+
+
+@pytest.mark.parametrize("pair", [1, 2])
+def test_a_weak_number_word_fills_no_bound_nor_limit(pair: int) -> None:
+    # "at least one customer" is not a credit limit of 1, nor the one customer with the highest
+    answer = TemplateBaseline(WORD_PAIRS[pair:pair + 1], WORD_VALUES).answer(
+        "Name every city where at least one customer is based.")
+    assert not answer.fits
+
+
+def test_a_number_word_that_is_a_quantity_must_be_used() -> None:
+    base = TemplateBaseline(WORD_PAIRS[3:], WORD_VALUES)
+    assert not base.answer("Which three products cost the most?").complete  # LIMIT 1 is not three
+    top = TemplateBaseline(TRAIN, VALUES).answer("Which three products cost the most?")
+    assert top.sql.endswith("LIMIT 3") and top.complete

@@ -25,6 +25,12 @@ from server.sql.cues import agreement, best_agreeing
      "SELECT c.name, COUNT(*) FROM p JOIN categories AS c ON c.id = p.cid GROUP BY c.name"),
     ("Which customers never ordered?", "SELECT name FROM c WHERE id NOT IN (SELECT cid FROM o)",
      "SELECT name FROM c WHERE id IN (SELECT cid FROM o)"),
+    # "how often" asks for a count, not a listing
+    ("Which channels did Enterprise customers use in 2023, and how often?",
+     "SELECT channel, COUNT(*) FROM o WHERE segment = 'Enterprise' GROUP BY channel",
+     "SELECT name, signup_date FROM c WHERE segment = 'Enterprise'"),
+    ("How often did we ship with DHL in 2024?", "SELECT COUNT(*) FROM s WHERE carrier = 'DHL'",
+     "SELECT id FROM s WHERE carrier = 'DHL'"),
 ])
 def test_the_right_query_agrees_more(question, right, wrong):
     assert agreement(question, right) > agreement(question, wrong)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sqlite3
 
+import pytest
+
 from server.sql.mentions import ValueIndex, mentions
 
 VALUES = ValueIndex([("customers", "city", "Berlin"), ("payments", "method", "credit_card")])
@@ -26,3 +28,59 @@ def test_value_index_from_sqlite(tmp_path) -> None:
     # long text and digit strings are left out: nobody types them into a question
     assert set(index.values) == {"new york", "oslo", "ok"}
     assert index.values["new york"] == [("New York", "t", "city")]
+
+
+NAMED = ValueIndex([("products", "name", "Brightdesk 4-Drawer Filing Cabinet"),
+                    ("products", "name", "Stackwell Window Envelopes DL, Box of 500"),
+                    ("products", "name", "One Touch Stapler"), ("products", "name", "Summer 2024 Collection"),
+                    ("customers", "country", "Germany")])
+
+
+@pytest.mark.parametrize("question, expected", [
+    ("Who in Germany ordered the Brightdesk 4-Drawer Filing Cabinet?",
+     [("string", "Germany"), ("string", "Brightdesk 4-Drawer Filing Cabinet")]),
+    ("How many Stackwell Window Envelopes DL, Box of 500 were sold?",
+     [("string", "Stackwell Window Envelopes DL, Box of 500")]),
+    ("Who bought the One Touch Stapler?", [("string", "One Touch Stapler")]),  # no number word either
+    ("Sales of the Summer 2024 Collection in 2025", [("string", "Summer 2024 Collection"), ("period", (2025, None))]),
+    ('Papers with the keyphrase "COVID-19" from 2021', [("string", "COVID-19"), ("period", (2021, None))]),
+])
+def test_a_named_value_claims_its_digits(question, expected) -> None:
+    assert [(m.kind, m.value) for m in mentions(question, NAMED)] == expected
+
+
+@pytest.mark.parametrize("question, periods", [
+    ("Orders on March 24, 2025", [(2025, 3, 24)]),
+    ("Orders on Sept 3rd 2024 and on 4 July 2023", [(2024, 9, 3), (2023, 7, 4)]),
+    ("Orders on 24th of March 2025", [(2025, 3, 24)]),
+    ("Orders since March 24", [(None, 3, 24)]),
+    ("Orders on 2024-03-18", [(2024, 3, 18)]),
+    ("Orders on 2024-02-30", [(2024, 2)]),  # no such day: the month, as before
+    ("What did we ship in the week of March 24, 2025?", [(2025, 3, 24), (2025, 3, 30)]),
+    ("What did we ship in the week of 2025-12-29?", [(2025, 12, 29), (2026, 1, 4)]),
+])
+def test_a_day_of_month_is_part_of_its_date(question, periods) -> None:
+    found = mentions(question)
+    assert [m.value for m in found if m.kind == "period"] == periods
+    assert not [m for m in found if m.kind == "number"]
+
+
+def test_a_count_before_a_month_is_no_day() -> None:
+    found = [(m.kind, m.value) for m in mentions("List the top 5 March 2024 orders")]
+    assert found == [("number", 5.0), ("period", (2024, 3))]
+
+
+@pytest.mark.parametrize("question, weak", [
+    ("What in Safety & First Aid had zero sales in 2025?", True),
+    ("Name every city where at least one customer is based.", True),
+    ("Which products were ordered one time?", True),
+    ("Which three products cost the most?", False),
+    ("List the top three customers.", False),
+    ("Show the two most expensive products.", False),
+    ("Which customers placed more than one order?", False),
+    ("Which suppliers have at least two products?", False),
+    ("Which customers ordered four or more times?", False),
+])
+def test_a_number_word_is_weak_unless_clearly_a_quantity(question, weak) -> None:
+    [number] = [m for m in mentions(question) if m.kind == "number"]
+    assert number.weak is weak
