@@ -17,6 +17,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from . import __version__
+from .drain import Drain, DrainMiddleware
 from .engine.base import Engine
 from .error_handlers import install_error_handlers
 from .middleware import RequestMetricsMiddleware
@@ -105,10 +106,13 @@ def create_app(settings: ServerSettings | None = None,
     app.state.sql = SqlService(settings, app.state.metrics)
     app.state.review = ReviewService(settings.review)
     app.state.load_error = None
+    app.state.drain = Drain(settings.drain_timeout_s)  # `hearth serve` starts it on SIGTERM/SIGINT
     app.state.metrics.watch_engines(lambda: app.state.pool.stats() if app.state.pool else [])
     if engine is not None:
         attach_pool(app, _as_pool(engine))
 
+    # Inside CORS and the metrics (refusals carry CORS headers and are counted), outside the rest.
+    app.add_middleware(DrainMiddleware, drain=app.state.drain)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_credentials=False,
                            allow_methods=["*"], allow_headers=["*"])

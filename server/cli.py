@@ -32,7 +32,7 @@ VERBS: dict[str, tuple[str, str]] = {
 
 # ServerSettings fields that have flags (nested sections are set via YAML or HEARTH_X__Y env vars).
 SERVER_FLAGS = ("host", "port", "api_keys", "api_keys_file", "allow_unauthenticated_public", "cors_origins",
-                "log_level", "default_model", "stream_interval")
+                "log_level", "default_model", "stream_interval", "drain_timeout_s")
 # ModelConfig fields: `--model` is the path and `--model-name` the name; the rest keep their names.
 MODEL_FLAG_NAMES = {"path": "model", "name": "model-name"}
 
@@ -83,17 +83,15 @@ def build_settings(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace, verb: str = "serve") -> int:
-    import uvicorn
-
     from .app import create_app
+    from .drain import serve
 
     settings = build_settings(args)
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = create_app(settings)
-    # A bounded graceful shutdown: a stop (systemd, Kubernetes) must not wait on a long generation.
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level.lower(),
-                timeout_graceful_shutdown=5)
-    return 0
+    # SIGTERM/SIGINT drain (server/drain.py): /ready 503, in-flight requests get drain_timeout_s to
+    # finish, then exit 0. A stop (systemd, Kubernetes) never waits on a long generation past that.
+    return serve(app, host=settings.host, port=settings.port, log_level=settings.log_level.lower())
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -13,7 +13,8 @@
     ├── Overloaded                   429 rate_limit_error / queue_full        (Retry-After)
     ├── ServiceUnavailable           503 service_unavailable / service_unavailable
     │   ├── ModelNotReady            503 service_unavailable / model_not_ready
-    │   └── DatabaseUnavailable      503 service_unavailable / database_unavailable
+    │   ├── DatabaseUnavailable      503 service_unavailable / database_unavailable
+    │   └── ShuttingDown             503 service_unavailable / shutting_down   (Retry-After)
     ├── QueryTimeout                 504 timeout_error / query_timeout
     └── EngineFailure                500 server_error / engine_failure
 
@@ -89,6 +90,10 @@ class DatabaseUnavailable(ServiceUnavailable):
     """The customer database cannot be reached."""
 
 
+class ShuttingDown(ServiceUnavailable):
+    """The server is draining after SIGTERM/SIGINT: in-flight requests finish, new ones go elsewhere."""
+
+
 class QueryTimeout(HearthError):
     """The database query ran past its time limit and was cancelled."""
 
@@ -120,6 +125,7 @@ ERROR_TABLE: dict[type[HearthError], ErrorKind] = {
     ServiceUnavailable: ErrorKind(503, "service_unavailable", "service_unavailable"),
     ModelNotReady: ErrorKind(503, "service_unavailable", "model_not_ready"),
     DatabaseUnavailable: ErrorKind(503, "service_unavailable", "database_unavailable"),
+    ShuttingDown: ErrorKind(503, "service_unavailable", "shutting_down"),
     QueryTimeout: ErrorKind(504, "timeout_error", "query_timeout"),
     EngineFailure: ErrorKind(500, "server_error", "engine_failure"),
 }

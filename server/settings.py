@@ -128,6 +128,13 @@ class ServerSettings(BaseSettings):
         description="Tokens per streamed chunk after the first (as vLLM's --stream-interval). 1 sends each "
         "token as it comes; more cuts the per-chunk work of server and client on small CPU boxes.",
     )
+    drain_timeout_s: float = Field(
+        30.0, ge=0,
+        description="Graceful drain on SIGTERM/SIGINT: /ready turns 503 and new requests get 503 at once, "
+        "in-flight requests (streams too) get this many seconds to finish, then the rest are cut and the "
+        "process exits 0. Keep it under the supervisor's stop timeout (systemd TimeoutStopSec; Kubernetes "
+        "terminationGracePeriodSeconds minus the preStop sleep).",
+    )
     models: list[ModelConfig] = Field(default_factory=lambda: [ModelConfig()], description="Model registry.")
     default_model: str | None = Field(None, description="Model used when a request names an unknown alias.")
     databases: list[DatabaseConfig] = Field(

@@ -3,6 +3,7 @@
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
+from ..drain import RETRY_AFTER_S
 from ..errors import error_body
 
 router = APIRouter(tags=["operations"])
@@ -13,9 +14,12 @@ async def health() -> dict:
     return {"status": "ok"}
 
 
-@router.get("/ready", summary="Readiness: 200 once every model has loaded, 503 before")
+@router.get("/ready", summary="Readiness: 200 once every model has loaded; 503 before, and while draining")
 async def ready(request: Request):
     state = request.app.state
+    if state.drain.draining:  # first: a load balancer must stop sending here at once
+        body = error_body("Shutting down", "service_unavailable", "shutting_down")
+        return JSONResponse(body, status_code=503, headers={"Retry-After": str(RETRY_AFTER_S)})
     if state.load_error is not None:
         body = error_body(f"Model loading failed: {state.load_error}", "service_unavailable", "model_load_failed")
         return JSONResponse(body, status_code=503)

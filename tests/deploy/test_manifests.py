@@ -22,6 +22,7 @@ from pydantic import BaseModel
 
 from server import cli
 from server.app import create_app
+from server.drain import CUT_GRACE_S
 from server.settings import ServerSettings
 from tests.fakes import FakeEngine
 
@@ -29,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 SYSTEMD, CONTAINER, K8S = DEPLOY / "systemd", DEPLOY / "container", DEPLOY / "k8s"
 # HEARTH_* read straight from os.environ (not a settings field), and the file that reads it.
-EXTRA_ENV = {"HEARTH_DATA_DIR": ROOT / "server" / "sql" / "sample" / "paths.py"}
+EXTRA_ENV = {"HEARTH_DATA_DIR": ROOT / "server" / "paths.py"}
 ENV_NAME = re.compile(r"\bHEARTH_[A-Z0-9_]*[A-Z0-9]\b")
 ENV_LINE = re.compile(r"^(#?)(HEARTH_[A-Z0-9_]+)=(.*)$", re.M)
 LOCAL_URL = re.compile(r"https?://(?:127\.0\.0\.1|localhost|hearth[\w.<>-]*)(?::(\d+))?(/[^\s'\"\\)`]*)?")
@@ -364,6 +365,58 @@ def test_pod_runs_as_the_image_user_on_a_read_only_root(tmp_path):
     for model in load_as_deployed("kubernetes", tmp_path).models:
         assert model.path.startswith("embedded:") or any(model.path.startswith(p + "/") for p in read_only)
         assert model.n_threads <= limit, f"{model.name}: n_threads {model.n_threads} > CPU limit {limit}"
+
+
+# --- graceful stop ---------------------------------------------------------------------------------
+# After the drain: CUT_GRACE_S to cancel what is left, then the engines are freed and the process
+# exits (about a second for a 7B model). The supervisor must wait at least this long after it.
+STOP_MARGIN_S = 5
+DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|us|h|hr|min|m|sec|s)?")
+UNIT_SECONDS = {"us": 1e-6, "ms": 1e-3, "s": 1, "sec": 1, None: 1, "m": 60, "min": 60, "h": 3600, "hr": 3600}
+
+
+def seconds(value: str | int) -> float:
+    """A systemd or Compose duration ("45", "45s", "1min 30s", "1m30s") in seconds."""
+    parts = DURATION.findall(str(value).strip())
+    assert parts and DURATION.sub("", str(value)).strip() == "", f"not a duration: {value!r}"
+    return sum(float(n) * UNIT_SECONDS[u or None] for n, u in parts)
+
+
+def stop_window(name: str) -> float:
+    """Seconds from the SIGTERM that starts the drain to the supervisor's SIGKILL, per deployment."""
+    if name.startswith("systemd"):
+        service = unit()
+        assert service.get("KillSignal", ["SIGTERM"])[-1] in ("SIGTERM", "SIGINT", "15", "2")
+        return seconds((service.get("TimeoutStopSec") or service["TimeoutSec"])[-1])
+    if name.startswith("compose"):
+        assert compose().get("stop_signal", "SIGTERM") in ("SIGTERM", "SIGINT")
+        return seconds(compose().get("stop_grace_period", "10s"))  # Compose's default is 10 s
+    # Kubernetes: the grace period counts from the start of preStop; SIGTERM comes after it.
+    grace = pod()["spec"].get("terminationGracePeriodSeconds", 30)
+    command = container().get("lifecycle", {}).get("preStop", {}).get("exec", {}).get("command", ["sleep", "0"])
+    assert command[0] == "sleep", f"preStop {command}: only a sleep has a known length"
+    return grace - seconds(command[1])
+
+
+@pytest.mark.parametrize("name", ["systemd as installed", "systemd + hearth.yaml.example",
+                                  "systemd + hearth.env.example", "compose", "compose + hearth.env.example",
+                                  "kubernetes"])
+def test_drain_ends_before_the_supervisor_kills(name, tmp_path):
+    """SIGTERM drains for drain_timeout_s, then exits 0: every stop timeout must leave room for it,
+    or in-flight generations that the drain promised to finish are SIGKILLed."""
+    assert instr("STOPSIGNAL") in ([], ["SIGTERM"]), "the image must stop with SIGTERM"
+    drain = load_as_deployed(name, tmp_path).drain_timeout_s
+    window = stop_window(name)
+    assert drain + CUT_GRACE_S + STOP_MARGIN_S <= window, (
+        f"{name}: drain {drain} s + {CUT_GRACE_S + STOP_MARGIN_S} s does not fit in the {window} s before SIGKILL")
+
+
+def test_deployment_sets_the_drain_timeout_next_to_its_grace_period():
+    env = {e["name"]: e.get("value") for e in container().get("env", [])}
+    assert "HEARTH_DRAIN_TIMEOUT_S" in env, "set HEARTH_DRAIN_TIMEOUT_S in deployment.yaml, beside its grace period"
+    assert (seconds("45"), seconds("45s"), seconds("1min 30s"), seconds("1m30s"), seconds(5)) == (45, 45, 90, 90, 5)
+    with pytest.raises(AssertionError):
+        seconds("forever")
 
 
 # --- the checks above can fail -------------------------------------------------------------------
