@@ -73,8 +73,7 @@ def sqlite_values(path: str | Path) -> dict[str, set[str]]:
                 rows = conn.execute(f'SELECT DISTINCT "{col}" FROM "{table}" WHERE typeof("{col}") = \'text\' '
                                     f'AND length("{col}") <= {MAX_VALUE_CHARS} LIMIT {MAX_VALUES}')
                 found = {r[0] for r in rows if r[0] and r[0].strip()}
-                if found:
-                    out.setdefault(col.lower(), set()).update(found)
+                out.setdefault(col.lower(), set()).update(found)  # every column named, values or not
         return out
     finally:
         conn.close()
@@ -127,10 +126,15 @@ class WordOverlapBaseline:
             tree = sqlglot.parse_one(sql, read=self.dialect)
         except sqlglot.errors.SqlglotError:
             return sql
+        if self.dialect in ("sqlite", "mysql"):
+            # "BOSTON" is a string in SQLite's and MySQL's eyes when no column has that name
+            # (classic text-to-SQL datasets quote values so); sqlglot reads it as a column.
+            for col in list(tree.find_all(exp.Column)):
+                if not col.table and col.this.quoted and col.name.lower() not in self.values:
+                    col.replace(exp.Literal.string(col.name))
         numbers = [m.group() for m in _NUM.finditer(question)]
         used: set[tuple[int, str]] = set()
         memo: dict[str, str] = {}
-        changed = False
         for lit in list(tree.find_all(exp.Literal)):
             if lit.is_string:
                 core = lit.this.strip("%")
@@ -146,11 +150,9 @@ class WordOverlapBaseline:
                 new = lit.this.replace(core, memo[core])
                 if new != lit.this:
                     lit.replace(exp.Literal.string(new))
-                    changed = True
             elif numbers and (_column(lit) is not None or isinstance(lit.parent, exp.Limit)):
                 lit.replace(exp.Literal.number(numbers.pop(0)))
-                changed = True
-        return tree.sql(dialect=self.dialect) if changed else sql
+        return tree.sql(dialect=self.dialect)
 
 
 # -- items and pools ----------------------------------------------------------------------------
@@ -258,10 +260,10 @@ class Served:
         return TemplateBaseline(kept, values, dialect=schema.dialect) if kept else None
 
     def answer(self, item) -> tuple[dict, dict]:
-        """(record, trace): generate()'s template stage. With server/services/sql_stages.py (the
-        staged service) its own `answer_with_template` runs on an SqlRun built as `_start` builds
-        it; else generate()'s inline template loop, as committed before that split."""
-        from server.protocol.sql import Attempt, SqlRequest, Timings
+        """(record, trace): generate()'s template stage: server/services/sql_stages.py's own
+        `answer_with_template` on an SqlRun built as SqlService._start builds it."""
+        from server.protocol.sql import SqlRequest
+        from server.services import sql_stages
         from server.sql.grounding import Grounding
 
         opts, question = self.options, item.question
@@ -269,38 +271,17 @@ class Served:
         schema = database.schema()
         pairs = self.pairs_for(item, database, schema)
         searched = opts.template_shapes if opts.template_first else 0
-        nearest = pairs.answers(question, max(1, searched, getattr(opts, "drafts", 1))) if pairs else []
+        nearest = pairs.answers(question, max(1, searched)) if pairs else []
         templates = nearest[:searched]
         grounding = Grounding.of(question, self.service.values(database)) if opts.grounded_literals else None
-        max_rows = self.service._max_rows(database, None)
-        try:
-            from server.services import sql_stages
-        except ImportError:
-            sql_stages = None
-        if sql_stages is not None:
-            agreeing = sql_stages.template_candidates(templates, question, schema.dialect, opts)
-            run = sql_stages.SqlRun(req=SqlRequest(question=question, database=item.database), engine=None,
-                                    database=database, schema=schema, dialect=schema.dialect, max_rows=max_rows,
-                                    started=time.perf_counter(), templates=templates, messages=[], shared="",
-                                    grammar=None, grounding=grounding)
-            asyncio.run(sql_stages.answer_with_template(self.service, run))
-            attempts, final, result = run.attempts, run.final, run.result
-        else:  # the committed generate(): complete → best_agreeing → _check each in order
-            from server.sql.choice import ScoredCandidate
-            from server.sql.cues import best_agreeing
-
-            complete = [(rank, a) for rank, a in enumerate(templates) if a.complete]
-            left_out = {rank: a.unused_words for rank, a in complete}
-            cands = [ScoredCandidate(sql=a.sql, rank=rank) for rank, a in complete]
-            agreeing = best_agreeing(cands, question, schema.dialect, [left_out[c.rank] for c in cands])
-            attempts, final, result = [], None, None
-            for cand in agreeing:
-                attempts.append(Attempt(number=len(attempts) + 1, raw=cand.sql, sql=cand.sql, rank=cand.rank,
-                                        source="template"))
-                _, final, result, _ = asyncio.run(self.service._check(database, schema, schema.dialect, max_rows,
-                                                                      True, attempts[-1], Timings(), grounding))
-                if final is not None:
-                    break
+        agreeing = sql_stages.template_candidates(templates, question, schema.dialect, opts)
+        run = sql_stages.SqlRun(req=SqlRequest(question=question, database=item.database), engine=None,
+                                database=database, schema=schema, dialect=schema.dialect,
+                                max_rows=self.service._max_rows(database, None), started=time.perf_counter(),
+                                templates=templates, messages=[], shared="", grammar=None, grounding=grounding,
+                                max_new_tokens=opts.max_new_tokens)
+        asyncio.run(sql_stages.answer_with_template(self.service, run))
+        attempts, final, result = run.attempts, run.final, run.result
         trace = {"nearest": [{"rank": r, "sql": a.sql, "neighbour": a.neighbour.question if a.neighbour else None,
                               "unfilled": a.unfilled, "unused": a.unused, "unused_words": a.unused_words,
                               "complete": a.complete} for r, a in enumerate(templates)],

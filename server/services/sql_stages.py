@@ -83,6 +83,7 @@ class SqlRun:
     shared: str  # the prompt text every question on this schema starts with (the prefix cache's boundary)
     grammar: str | None  # None: unconstrained decoding
     grounding: Grounding | None
+    max_new_tokens: int  # a generated query's token budget (SqlService.answer_budget)
     is_disconnected: Callable[[], Awaitable[bool]] | None = None
     timings: Timings = field(default_factory=Timings)
     usage: Usage = field(default_factory=Usage)
@@ -134,7 +135,8 @@ async def write_with_model(service: StageHost, run: SqlRun) -> None:
         if budget_s <= 0:
             run.status, run.stopped = "timeout", True
             return
-        raw, timed_out = await service.complete_sql(run.engine, messages, run.grammar, run.req.max_tokens, run.usage,
+        raw, timed_out = await service.complete_sql(run.engine, messages, run.grammar,
+                                                    run.req.max_tokens or run.max_new_tokens, run.usage,
                                                     run.is_disconnected, budget_s, run.shared)
         run.timings.generation_ms += _ms(t0)
         if timed_out:

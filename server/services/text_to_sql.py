@@ -70,6 +70,7 @@ class SqlService:
         self.registry = DatabaseRegistry(settings.databases)
         self._examples: dict[str, TemplateBaseline | None] = {}
         self._values: dict[str, ValueIndex] = {}
+        self._budgets: dict[tuple[str, str], int] = {}
 
     # -- databases --------------------------------------------------------------------------
 
@@ -97,6 +98,7 @@ class SqlService:
     async def refresh(self, name: str) -> DatabaseInfo:
         database = self.registry.get(name)
         self._examples.pop(database.name, None)  # the draft's value index is read again too
+        self._budgets = {k: v for k, v in self._budgets.items() if k[0] != database.name}
         self._values.pop(database.name, None)
         return _info(database, await self.schema(database, refresh=True))
 
@@ -194,10 +196,23 @@ class SqlService:
             req=req, engine=engine, database=database, schema=schema, dialect=dialect,
             max_rows=self._max_rows(database, req.max_rows), started=started, is_disconnected=is_disconnected,
             templates=nearest[:searched], grounding=grounding,
+            max_new_tokens=self.answer_budget(engine, database, pairs),
             messages=sql_messages(schema, req.question, dialect=dialect, tables=tables, examples=shots, draft=draft),
             shared=_schema_prefix_text(engine, schema, dialect, tables),
             grammar=sql_grammar(schema, tables, dialect=dialect) if constrained else None,
         )
+
+    def answer_budget(self, engine, database: Database, pairs: TemplateBaseline | None) -> int:
+        """sql.max_new_tokens, or more when this database's example queries are longer: 1.25x the
+        longest in this model's tokens, rounded up to 32. Upper-case names and table aliases
+        (`CITYalias0.CITY_NAME`) take up to twice the tokens of the same query in lower case, and a
+        budget shorter than the queries the model was trained on cuts one mid-way ("unclosed '('")."""
+        key = (database.name, engine.name)
+        if key not in self._budgets:
+            longest = max((len(engine.tokenize(ex.sql, add_special=False)) for ex in pairs.examples), default=0) \
+                if pairs else 0
+            self._budgets[key] = max(self.options.max_new_tokens, -(-int(longest * 1.25) // 32) * 32)
+        return self._budgets[key]
 
     async def try_candidate(self, run: SqlRun, attempt: Attempt) -> str | None:
         """Validates (and runs) one candidate into `run`; what to tell the model when it failed."""

@@ -18,6 +18,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from server.sql.canonical import canonical_sql
 from server.sql.prompt import Example
 from server.sql.schema import DatabaseSchema
 
@@ -125,17 +126,21 @@ def load_examples(path: str | Path, dialect: str | None = None, schema: Database
     (server/sql/canonical.py) when the database's `dialect` is given, its names spelled as the live
     `schema` spells them: serving and training both load examples this way, so the model is shown
     and taught one spelling, the one the schema grammar writes."""
-    from .canonical import canonical_sql
-
-    out = []
+    rows = []
     for line_no, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():
             continue
         try:
             row = json.loads(line)
-            sql = row["sql"] if dialect is None else canonical_sql(row["sql"], dialect, schema)
-            out.append(Example(question=row["question"], sql=sql))
-        except (ValueError, KeyError) as exc:
+            rows.append({"question": row["question"], "sql": row["sql"]})
+        except (ValueError, KeyError, TypeError) as exc:
             raise ValueError(f"{path}:{line_no}: not a {{question, sql}} pair ({exc})") from None
-    return out
+    return examples_from_rows(rows, dialect, schema)
 
+
+def examples_from_rows(rows: list[dict], dialect: str | None = None,
+                       schema: DatabaseSchema | None = None) -> list[Example]:
+    """Examples from {question, sql} dicts, canonical as load_examples makes them."""
+    return [Example(question=row["question"],
+                    sql=row["sql"] if dialect is None else canonical_sql(row["sql"], dialect, schema))
+            for row in rows]

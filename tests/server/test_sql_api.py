@@ -198,3 +198,18 @@ def test_metrics_count_validations(client_for):
     client = client_for()
     client.post("/v1/sql/validate", json={"sql": "DROP TABLE orders"})
     assert 'hearth_sql_validations_total{database="sample",rule="read_only"} 1.0' in client.get("/metrics").text
+
+
+def test_the_token_budget_fits_the_longest_example_query(client_for):
+    """A budget shorter than the example queries cuts a generated one mid-way; the fake engine
+    counts characters, so the sample's longest canonical query sets the budget here."""
+    client = client_for(["SELECT COUNT(*) FROM customers"])
+    client.post("/v1/sql", json={"question": "How many customers?"})
+    service = client.app.state.sql
+    pairs = service.examples(service.database(None), service.registry.get("sample").schema())
+    longest = max(len(ex.sql) for ex in pairs.examples)
+    assert longest * 1.25 > 256  # so the test can tell the budget from the default
+    budget = client.engine.requests[0].params.max_tokens
+    assert budget >= longest * 1.25 and budget % 32 == 0 and budget - 32 < longest * 1.25
+    client.post("/v1/sql", json={"question": "How many customers?", "max_tokens": 64})
+    assert client.engine.requests[-1].params.max_tokens == 64  # the request's own limit wins

@@ -160,31 +160,38 @@ def ask_server(client, item: Item, constrained: bool) -> dict:
 
 
 def make_baselines(items: list[Item], defog_dir: Path = DEFOG_DIR) -> dict:
-    """One TemplateBaseline per server database name, indexed on the pairs its few-shot examples come from."""
+    """One TemplateBaseline per server database name, indexed on the pairs its few-shot examples
+    come from, read as serving reads them (server/sql/retrieval.py load_examples: canonical, in the
+    schema's spelling, a double-quoted value a string), so the baseline and the server see the
+    same templates whatever style the pairs are written in."""
     from server.sql.baseline import TemplateBaseline
+    from server.sql.connections import Database
     from server.sql.mentions import ValueIndex
-    from server.sql.prompt import Example
+    from server.sql.retrieval import examples_from_rows
+    from server.sql.settings import DatabaseConfig
     from training.io import read_jsonl
 
     out: dict = {}
     values: dict = {}
     for name in sorted({i.database for i in items}):
         item = next(i for i in items if i.database == name)
+        config = item.config or DatabaseConfig(name=name, url=f"sqlite:///{item.db_file}")
+        database = Database(config)
+        try:
+            schema = database.schema()
+        finally:
+            database.dispose()
         if item.db_file is not None:
             index = values.setdefault(item.db_file, ValueIndex.from_sqlite(item.db_file))
         else:  # another engine: the sample values introspection keeps
-            from server.sql.connections import Database
-
-            database = Database(item.config)
-            index = ValueIndex.from_schema(database.schema())
-            database.dispose()
+            index = ValueIndex.from_schema(schema)
         if item.config is not None:
             examples = item.config.examples_path
             pairs = read_jsonl(examples) if examples else []
         else:
             pairs = defog_pool(item.split, name.split(".", 1)[1], defog_dir)
-        examples = [Example(p["question"], p["sql"]) for p in pairs if p.get("sql")]
-        out[name] = TemplateBaseline(examples, index) if examples else None
+        examples = examples_from_rows([p for p in pairs if p.get("sql")], schema.dialect, schema)
+        out[name] = TemplateBaseline(examples, index, dialect=schema.dialect) if examples else None
     return out
 
 

@@ -57,6 +57,33 @@ PAIRS = [
     'SELECT PORT_NAME FROM PORT WHERE COUNTRY = "germany" EXCEPT SELECT PORT_NAME FROM PORT WHERE CAPACITY < 500',
 ]
 
+# One query as a team writes it and as the classic datasets do (comma joins with the condition in
+# WHERE, `<TABLE>alias<N>` numbered across the whole query, parentheses, spaces, `;`): one
+# canonical form. Before, the second read `CROSS JOIN` (SQLite's join-order pin, as sqlglot writes
+# a comma there), kept its parentheses, and its UNION branches and subqueries had c2/o2 aliases.
+STYLES = [
+    ("SELECT v.vessel_name FROM vessel v JOIN port p ON p.port_id = v.home_port WHERE p.country = 'germany' "
+     "ORDER BY v.vessel_name",
+     'SELECT VESSELalias0.VESSEL_NAME FROM VESSEL AS VESSELalias0 , PORT AS PORTalias0 WHERE PORTalias0.PORT_ID = '
+     'VESSELalias0.HOME_PORT AND ( PORTalias0.COUNTRY = "germany" ) ORDER BY VESSELalias0.VESSEL_NAME ;'),
+    ("SELECT port_name FROM port WHERE port_id NOT IN (SELECT to_port FROM voyage WHERE days > 3) ORDER BY port_name",
+     "SELECT PORTalias0.PORT_NAME FROM PORT AS PORTalias0 WHERE PORTalias0.PORT_ID NOT IN ( SELECT "
+     "VOYAGEalias0.TO_PORT FROM VOYAGE AS VOYAGEalias0 WHERE VOYAGEalias0.DAYS > 3 ) ORDER BY PORTalias0.PORT_NAME ;"),
+    ("SELECT v.vessel_name FROM vessel v JOIN voyage vo ON vo.vessel_id = v.vessel_id WHERE vo.days > 4 UNION "
+     "SELECT v.vessel_name FROM vessel v JOIN port p ON p.port_id = v.home_port WHERE p.country = 'greece'",
+     "SELECT VESSELalias0.VESSEL_NAME FROM VESSEL AS VESSELalias0 , VOYAGE AS VOYAGEalias0 WHERE "
+     "VOYAGEalias0.VESSEL_ID = VESSELalias0.VESSEL_ID AND VOYAGEalias0.DAYS > 4 UNION SELECT "
+     "VESSELalias1.VESSEL_NAME FROM VESSEL AS VESSELalias1 , PORT AS PORTalias0 WHERE PORTalias0.PORT_ID = "
+     'VESSELalias1.HOME_PORT AND PORTalias0.COUNTRY = "greece" ;'),
+    ("SELECT p.port_name, COUNT(*) AS n FROM port p JOIN voyage vo ON vo.to_port = p.port_id JOIN vessel v ON "
+     "v.vessel_id = vo.vessel_id WHERE v.flag = 'greece' GROUP BY p.port_name ORDER BY n DESC, p.port_name",
+     "SELECT PORTalias0.PORT_NAME , COUNT( * ) AS N FROM PORT AS PORTalias0 , VESSEL AS VESSELalias0 , VOYAGE AS "
+     "VOYAGEalias0 WHERE VESSELalias0.VESSEL_ID = VOYAGEalias0.VESSEL_ID AND VOYAGEalias0.TO_PORT = "
+     'PORTalias0.PORT_ID AND VESSELalias0.FLAG = "greece" GROUP BY PORTalias0.PORT_NAME ORDER BY N DESC , '
+     "PORTalias0.PORT_NAME ;"),
+]
+PAIRS += [sql for pair in STYLES for sql in pair]
+
 
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory):
@@ -76,6 +103,15 @@ def test_canonical_sql_keeps_the_rows_and_passes_the_validator(fleet, sql):
     assert conn.execute(canonical).fetchall() == conn.execute(sql).fetchall(), canonical
     assert validate_sql(canonical, schema, dialect="sqlite", max_rows=1000).valid, canonical
     assert canonical_sql(canonical, "sqlite", schema) == canonical  # one spelling: idempotent
+
+
+@pytest.mark.parametrize("plain, classic", STYLES)
+def test_one_canonical_form_whatever_the_style(fleet, plain, classic):
+    conn, schema = fleet
+    canonical = canonical_sql(classic, "sqlite", schema)
+    assert canonical == canonical_sql(plain, "sqlite", schema)
+    assert " CROSS JOIN " not in canonical and "(" not in canonical.replace("(*)", "").replace("(SELECT", "")
+    assert sorted(conn.execute(canonical).fetchall()) == sorted(conn.execute(classic).fetchall())
 
 
 def test_names_take_the_schemas_spelling_and_quoted_values_become_strings(fleet):
