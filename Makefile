@@ -11,6 +11,14 @@
 # kernels do the work. The wheel is built once per set of build flags into LLAMA_WHEELS and
 # installed from there: pip's own wheel cache is keyed on the sdist only, so it would hand back
 # a wheel built with other flags.
+#
+# llama.cpp's own HF -> GGUF converter (`hearth export`) comes from the same llama-cpp-python
+# sdist as the compiled library, so the two always agree on the GGUF format: the sdist is fetched
+# once into LLAMA_SDIST_DIR (checked against LLAMA_SDIST_SHA256: update it with the version), and
+# vendor/llama.cpp's convert_hf_to_gguf.py, convert_lora_to_gguf.py, conversion/ and gguf-py/ are
+# unpacked into the venv (CONVERTER_DIR). Run as a script, the converter puts its own gguf-py
+# ahead of PyPI's gguf (which transformers' GGUF loading keeps using). Nothing is fetched at run
+# time; quantize/converter.py refuses a converter whose version differs from the library's.
 
 PYTHON ?= python3
 VENV := .venv
@@ -20,11 +28,15 @@ LLAMA_CMAKE_ARGS := -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_TOOL
 LLAMA_CPU_ARGS := $(if $(filter x86_64,$(shell uname -m)),-DCMAKE_C_FLAGS=-mno-amx-int8 -DCMAKE_CXX_FLAGS=-mno-amx-int8)
 LLAMA_VERSION := $(shell sed -n 's/.*"llama-cpp-python==\([0-9.]*\)".*/\1/p' pyproject.toml | head -1)
 LLAMA_WHEELS ?= $(HOME)/.cache/hearth/llama-cpp-python-$(LLAMA_VERSION)-$(shell echo '$(LLAMA_CMAKE_ARGS) $(LLAMA_CPU_ARGS) $(CMAKE_ARGS)' | sha256sum | cut -c1-12)
+LLAMA_SDIST_DIR ?= $(HOME)/.cache/hearth/llama-cpp-python-$(LLAMA_VERSION)-sdist
+LLAMA_SDIST := $(LLAMA_SDIST_DIR)/llama_cpp_python-$(LLAMA_VERSION).tar.gz
+LLAMA_SDIST_SHA256 := 832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e
+CONVERTER_DIR := $(VENV)/share/hearth/llama.cpp-convert
 HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_ARGS ?=
 
-.PHONY: run test install install-train browser bench clean
+.PHONY: run test install install-train install-convert browser bench clean
 
 $(VENV)/.serve-installed: pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -40,13 +52,36 @@ $(VENV)/.serve-installed: pyproject.toml Makefile
 	$(PY) -m pip install --quiet --find-links $(LLAMA_WHEELS) -e '.[serve,dev]'
 	touch $@
 
-$(VENV)/.train-installed: $(VENV)/.serve-installed
+$(VENV)/.train-installed: $(VENV)/.serve-installed $(VENV)/.convert-installed
 	$(PY) -m pip install --quiet --find-links $(LLAMA_WHEELS) -e '.[serve,dev,train]'
+	touch $@
+
+# llama.cpp's converter from the llama-cpp-python sdist (see the top); its Python dependencies
+# (torch, transformers, sentencepiece, numpy, pyyaml, tqdm) come with the train extra.
+$(VENV)/.convert-installed: $(VENV)/.serve-installed pyproject.toml Makefile
+	@if [ ! -f $(LLAMA_SDIST) ]; then \
+		echo "fetching the llama-cpp-python $(LLAMA_VERSION) sdist (llama.cpp's converter) into $(LLAMA_SDIST_DIR)"; \
+		rm -rf $(LLAMA_SDIST_DIR).part && \
+		$(PY) -m pip download --quiet --no-binary :all: --no-deps -d $(LLAMA_SDIST_DIR).part \
+			llama-cpp-python==$(LLAMA_VERSION) && \
+		rm -rf $(LLAMA_SDIST_DIR) && mv $(LLAMA_SDIST_DIR).part $(LLAMA_SDIST_DIR); \
+	fi
+	@echo "$(LLAMA_SDIST_SHA256)  $(LLAMA_SDIST)" | sha256sum --check --quiet || { \
+		echo "$(LLAMA_SDIST): sha256 differs from LLAMA_SDIST_SHA256 (set it for llama-cpp-python $(LLAMA_VERSION))"; exit 1; }
+	rm -rf $(CONVERTER_DIR).part && mkdir -p $(CONVERTER_DIR).part
+	tar -xzf $(LLAMA_SDIST) -C $(CONVERTER_DIR).part --strip-components=3 \
+		$(addprefix llama_cpp_python-$(LLAMA_VERSION)/vendor/llama.cpp/,convert_hf_to_gguf.py \
+			convert_lora_to_gguf.py conversion gguf-py LICENSE)
+	printf '{"llama_cpp_python": "%s", "sdist_sha256": "%s"}\n' $(LLAMA_VERSION) $(LLAMA_SDIST_SHA256) \
+		> $(CONVERTER_DIR).part/hearth-vendor.json
+	rm -rf $(CONVERTER_DIR) && mv $(CONVERTER_DIR).part $(CONVERTER_DIR)
 	touch $@
 
 install: $(VENV)/.serve-installed
 
 install-train: $(VENV)/.train-installed
+
+install-convert: $(VENV)/.convert-installed
 
 # Serve the embedded SmolLM2-135M-Instruct (OpenAI-compatible API + /v1/sql) on $(HOST):$(PORT).
 run: install

@@ -221,7 +221,7 @@ def _execute(runner, item, sql: str | None) -> dict:
 class Served:
     """SqlService's template-first stage without a model, on the service's own objects."""
 
-    def __init__(self, items, defog_dir: Path, tmp: Path, loo_pools: dict):
+    def __init__(self, items, defog_dir: Path, tmp: Path, loo_pools: dict, sql: dict | None = None):
         from server.services.text_to_sql import SqlService
         from server.settings import ServerSettings
         from training.evaluation.sql_data import GOLD_MAX_ROWS, database_configs, write_pools
@@ -237,7 +237,7 @@ class Served:
             configs.append({"name": name, "url": f"sqlite:///{Path(db_file).resolve()}",
                             "max_rows": GOLD_MAX_ROWS})
             self._loo_paths[name] = path
-        self.service = SqlService(ServerSettings(databases=configs))
+        self.service = SqlService(ServerSettings(databases=configs, sql=sql or {}))
         self.options = self.service.options
         self.loo_pools = loo_pools
         self._loo_cache: dict[str, tuple] = {}
@@ -301,7 +301,7 @@ class Served:
         self.service.close()
 
 
-def evaluate(items, loo_pools: dict, defog_dir: Path, progress: bool = False) -> dict:
+def evaluate(items, loo_pools: dict, defog_dir: Path, progress: bool = False, sql: dict | None = None) -> dict:
     from server.sql.baseline import TemplateBaseline
     from server.sql.mentions import ValueIndex
     from server.sql.prompt import Example
@@ -317,7 +317,7 @@ def evaluate(items, loo_pools: dict, defog_dir: Path, progress: bool = False) ->
     runner, values, wo_values = Runner(), {}, {}
     out: dict[str, dict] = {}
     with tempfile.TemporaryDirectory(prefix="hearth-wo-") as tmp:
-        served = Served(items, defog_dir, Path(tmp), loo_pools)
+        served = Served(items, defog_dir, Path(tmp), loo_pools, sql)
         try:
             for n, item in enumerate(items, 1):
                 pool = pool_of(item, defog_dir, loo_pools)
@@ -452,11 +452,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-instructions", action="store_true", help="send defog questions without their instructions")
     ap.add_argument("--out", type=Path, default=None, help="JSON report: summaries and every item's records")
     ap.add_argument("--progress", action="store_true")
+    ap.add_argument("--sql-setting", dest="sql_settings", action="append", default=[], metavar="KEY=VALUE",
+                    help="a `sql:` setting of the served stage (server/sql/settings.py SqlSettings), for ablations, "
+                         "e.g. --sql-setting schema_templates=false (repeatable)")
     args = ap.parse_args(argv)
 
     items, loo_pools = load_items(args.splits, args.limit, args.defog_dir, not args.no_instructions)
     print(f"{len(items)} items; {sum(i.gold_errors for i in items)} gold variants failed to run", file=sys.stderr)
-    results = evaluate(items, loo_pools, args.defog_dir, args.progress)
+    from training.evaluation.cli import parse_assignments
+
+    sql = parse_assignments(args.sql_settings, "--sql-setting")
+    results = evaluate(items, loo_pools, args.defog_dir, args.progress, sql)
     sums = {split: summary(results, split) for split in dict.fromkeys(i.split for i in items)}
     print(table(sums))
     runner = Runner()
@@ -476,7 +482,7 @@ def main(argv: list[str] | None = None) -> int:
                   + ", ".join(f"{k} {v}" for k, v in sorted(reasons.items())))
     if args.out:
         report = {"meta": {"command": " ".join(sys.argv), "splits": args.splits, "limit": args.limit,
-                           "instructions": not args.no_instructions}, "summary": sums, "items": {}}
+                           "instructions": not args.no_instructions, "sql": sql}, "summary": sums, "items": {}}
         for iid, r in results.items():
             report["items"][iid] = {"split": r["item"].split, "question": r["item"].question,
                                     "gold": r["item"].gold_sql[:1], "seen_shape": r["item"].seen_shape,

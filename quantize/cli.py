@@ -28,9 +28,14 @@ def add_arguments(parser: argparse.ArgumentParser, verb: str) -> None:
     if verb == "merge":
         parser.add_argument("--base", default=None, help="Base model of the adapter (default: the recipe's).")
     if verb == "export":
-        parser.add_argument("--tokenizer-gguf", default=None, help="GGUF whose tokenizer metadata is copied "
-                            "(default: the embedded SmolLM2; must have the same vocabulary).")
+        parser.add_argument("--outtype", default="f16", choices=("f16", "bf16", "q8_0", "f32"),
+                            help="GGUF tensor type written by llama.cpp's converter (default f16; other "
+                            "quantizations: `hearth quantize` on the f16 file).")
+        parser.add_argument("--tokenizer-pre", default=None, help="BPE pre-tokenizer name (e.g. llama-bpe, qwen2) for "
+                            "a vocabulary llama.cpp's converter does not recognise; the tokenizer check confirms it.")
         parser.add_argument("--name", default=None, help="general.name written into the GGUF.")
+        parser.add_argument("--no-tokenizer-check", action="store_true",
+                            help="Skip the check that llama.cpp tokenizes as transformers does.")
     if verb == "quantize":
         parser.add_argument("--types", nargs="+", default=None, help="Quantizations, e.g. Q8_0 Q4_K_M Q4_0 Q4_1.")
         parser.add_argument("--no-check", action="store_true", help="Skip the comparison with the f16 model.")
@@ -75,9 +80,11 @@ def run_export(args, recipe) -> dict:
 
     src = Path(args.target) if recipe is None else recipe.run_dir() / "merged"
     name = getattr(args, "name", None) or (recipe.name if recipe else src.name)
-    out = Path(args.out) if args.out else (recipe.run_dir() / "gguf" / f"{name}-F16.gguf" if recipe
+    outtype = getattr(args, "outtype", None) or "f16"
+    out = Path(args.out) if args.out else (recipe.run_dir() / "gguf" / f"{name}-{outtype.upper()}.gguf" if recipe
                                            else src.with_suffix(".gguf"))
-    return export_gguf(src, out, tokenizer_gguf=getattr(args, "tokenizer_gguf", None), name=name)
+    return export_gguf(src, out, outtype=outtype, name=name, tokenizer_pre=getattr(args, "tokenizer_pre", None),
+                       check=not getattr(args, "no_tokenizer_check", False))
 
 
 def run_quantize(args, recipe) -> dict:
