@@ -24,8 +24,8 @@ def write_recipe(tmp_path: Path, model: Path, pairs: Path, run: Path, **train) -
     path = tmp_path / f"recipe-{run.name}.yaml"
     path.write_text(json.dumps({
         "name": "t", "base_model": str(model), "out_dir": str(run),
-        "sources": [{"name": "sql", "kind": "sql", "path": str(pairs), "role": "domain", "schema_source": "ddl",
-                     "few_shot_k": 1}],
+        "sources": [{"name": "sql", "kind": "sql", "path": str(pairs), "role": "domain", "schema_source": "ddl"}],
+        "serve": {"sql": {"few_shot_k": 1}},
         "data": {"ratio": 0, "val_fraction": 0.2, "seed": 1}, "train": train_cfg,
     }))
     return path

@@ -100,12 +100,20 @@ def test_grades_of_a_review_store_go_into_the_report(tmp_path) -> None:
 @pytest.mark.model
 @pytest.mark.slow
 def test_eval_serves_with_template_first(tmp_path) -> None:
-    """--sql-template-first reaches the evaluation server: fitting templates answer without the model."""
+    """--sql-setting reaches the evaluation server: with templates on, fitting templates answer
+    without the model; with template_first=false the model writes every answer."""
     out = tmp_path / "eval"
     assert main(["eval", "--variant", "base=embedded:smollm2", "--sql", "sample", "--sql-limit", "6",
-                 "--sql-template-first", "--out", str(out)]) == 0
+                 "--sql-setting", "template_first=true", "--sql-setting", "template_choice=nearest",
+                 "--out", str(out)]) == 0
     report = json.loads((out / "report.json").read_text())
     records = report["sql_records"]["base"]["sample"]["constrained"]
     templated = [r for r in records if r["source"] == "template"]
     assert templated and all(r["completion_tokens"] == 0 for r in templated)
+    assert report["meta"]["config"]["sql_settings"] == {"template_first": True, "template_choice": "nearest"}
+    off = tmp_path / "off"
+    assert main(["eval", "--variant", "base=embedded:smollm2", "--sql", "sample", "--sql-limit", "2",
+                 "--sql-setting", "template_first=false", "--out", str(off)]) == 0
+    model_only = json.loads((off / "report.json").read_text())["sql_records"]["base"]["sample"]["constrained"]
+    assert model_only and all(r["source"] != "template" for r in model_only)
     assert "template" in report["variants"]["base"]["sql"]["sample"]["constrained"]["by_source"]
