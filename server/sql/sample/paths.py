@@ -1,22 +1,19 @@
 """The embedded sample database as a configured database: its default connection entry, and its
 SQLite file generated on first use.
 
-The locations themselves are in location.py (and `data_dir` in server/paths.py); they are
-imported here too, where existing callers look for them.
+The locations themselves are in location.py; they are imported here too, where existing callers
+look for them.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from server.paths import data_dir
-
 from ..settings import DatabaseConfig, parse_url
 from .generate import ensure_sample_sqlite
 from .location import PAIRS_DIR, sample_sqlite_path
 
-__all__ = ["PAIRS_DIR", "SAMPLE_DATABASE", "data_dir", "default_sample_config", "ensure_sample_database",
-           "sample_sqlite_path"]
+__all__ = ["PAIRS_DIR", "SAMPLE_DATABASE", "default_sample_config", "ensure_sample_database", "sample_sqlite_path"]
 
 SAMPLE_DATABASE = "sample"
 
