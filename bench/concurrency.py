@@ -1,8 +1,12 @@
-"""Concurrent serving: Hearth against `python -m llama_cpp.server` (and, if it starts, the
-batching server shipped in llama-cpp-python's source as examples/server/server.py), on the same
-GGUF, thread count and context, each run alone, one after the other. Goals (issue 6): Hearth at
-8 concurrent >= 2x llama_cpp.server and >= 0.9x the raw batched-decode ceiling; Hearth at 1
-concurrent >= 1.2x llama_cpp.server; /v1/sql warm-schema TTFT <= 0.3x cold.
+"""Concurrent serving: Hearth against llama.cpp's own C++ `llama-server`, `python -m
+llama_cpp.server` and the batching server shipped in llama-cpp-python's source as
+examples/server/server.py, on the same GGUF, thread count, context and slot count. llama-server
+and the example server come from the llama-cpp-python sdist the Makefile builds the wheel from
+(fetched into ~/.cache/hearth/ when missing); llama-server is compiled once per version and flags
+(bench/llama_server.py, minutes). Goals (issue 25): Hearth >= 0.9x llama-server's aggregate tok/s
+at c=4, 8, 16 and >= 0.95x at c=1; warm-prefix /v1/sql-shaped TTFT <= llama-server's. Older goals
+(issue 6): Hearth at 8 concurrent >= 2x llama_cpp.server and >= 0.9x the raw batched-decode
+ceiling; /v1/sql warm-schema TTFT <= 0.3x cold.
 
 Sections (each can be skipped):
   ceiling   raw low-level API, no HTTP: one llama_decode per step over 8 sequences (and over 1).
@@ -18,6 +22,13 @@ Sections (each can be skipped):
             a raw ceiling pass among them at the ceiling's level (see run_peers); the median pass
             counts. `hearth-lean` is Hearth read by a lean SSE client instead of the official one
             (what the server costs without the official client's parsing on the shared cores).
+  shaped    /v1/sql-shaped prompts through /v1/chat/completions, the same messages to Hearth and
+            llama-server (and any other peer up): the prompt /v1/sql builds (instructions + the
+            sample database's ~1,300-token schema, then "Question: ..."), one request at a time.
+            Each of `--shaped-rounds` rounds opens the schema with a new session line, so its
+            first request is cold (nothing cached past the system prompt); `--shaped-warm` more
+            questions follow on the same prefix (warm). TTFT and latency per server, with the
+            prompt and cached tokens each server reports. Peers alternate within each round.
   sql       a fresh Hearth per `--sql-few-shot-k` value: one chat request (engine warm-up), then
             /v1/sql questions on the sample database; the first is cold (no schema prefix
             cached), later ones are warm. The cached prefix is instructions + schema; retrieved
@@ -26,6 +37,8 @@ Sections (each can be skipped):
 Load check: see bench/common.py (figures on a busy machine are marked UNRELIABLE, exit status 3).
 
     .venv/bin/python -m bench.concurrency          # full run
+    .venv/bin/python -m bench.concurrency --peers hearth llama-server --skip-ceiling --quant-types \\
+        --sql-questions 0 --repeats 1 --max-tokens 64   # Hearth against llama-server only
     .venv/bin/python -m bench.concurrency --concurrency 1 2 --max-tokens 16 --rounds 1 \\
         --quant-types Q4_0 --sql-questions 3       # quick check
 """
@@ -34,7 +47,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import shlex
+import subprocess
 import json
 import sys
 import time
@@ -48,14 +63,15 @@ from llama_cpp._internals import LlamaModel
 from bench.common import (API_KEY, CACHE, PROMPTS, ROOT, LoadGuard, add_load_args, guard_from_args, median,
                           exit_on_sigterm, percentile, print_table, ratio, start_example_server, start_hearth, start_llama_cpp_server,
                           stream_chat, stream_chat_async, stream_chat_sse)
+from bench.llama_server import (SQL_HEADERS, ensure_example_server, ensure_llama_server, ratio_headers, ratio_rows,
+                                sql_rows, start_llama_server)
 from bench.raw import QUANT_TYPES, RawModel, quantized
 from server.settings import EMBEDDED_MODEL, resolve_model_path
 
-EXAMPLE_SERVER = Path("/tmp/lcp/llama_cpp_python-0.3.36/examples/server/server.py")
 # hearth-lean: the same Hearth server read by the lean SSE client (bench/common.py stream_chat_sse)
 # instead of the official one; every other peer is driven by the official openai client.
 # hearth-async: the same server through openai.AsyncOpenAI (one event loop), whatever --official-client says.
-PEERS = ["hearth", "hearth-lean", "hearth-async", "llama_cpp.server", "example-server"]
+PEERS = ["hearth", "hearth-lean", "hearth-async", "llama-server", "llama_cpp.server", "example-server"]
 
 
 def raw_decode(path: Path, args, guard: LoadGuard, label: str) -> dict:
@@ -145,10 +161,6 @@ def run_peers(path: Path, args, guard: LoadGuard, count_tokens) -> tuple[list[di
     raw = None
     try:
         for name in [*args.peers, *(f"hearth@{i}" for i in args.stream_intervals)]:
-            if name == "example-server" and not args.example_server.exists():
-                print(f"\nexample-server: {args.example_server} not found; get it with `pip download --no-deps "
-                      f"--no-binary :all: llama-cpp-python==0.3.36 -d /tmp/lcp` and untar (skipped)")
-                continue
             if name in ("hearth-lean", "hearth-async") and "hearth" in servers:
                 servers[name] = servers["hearth"]  # the same server, read by another client
                 continue
@@ -188,12 +200,16 @@ def run_peers(path: Path, args, guard: LoadGuard, count_tokens) -> tuple[list[di
                     passes.setdefault((mode, c), []).append(r)
                     print(f"  {mode} c={c} pass {rep + 1}: {r['tps']:.1f} tok/s  p50 {r['p50']:.2f}s  CPU ms/token "
                           f"client {r['client_ms_tok']:.2f} server {r['server_ms_tok']:.2f}  [{r['load']}]", flush=True)
+        if args.shaped_rounds and raw is not None:
+            raw.close()  # frees its memory before the shaped pass
+            raw = None
+        shaped = sql_shaped(servers, args, guard) if args.shaped_rounds else {}
     finally:
         if raw is not None:
             raw.close()
         for server in {id(s): s for s in servers.values()}.values():
             server.stop()
-    return [_pool(rs) for rs in passes.values()], ceiling_passes
+    return [_pool(rs) for rs in passes.values()], ceiling_passes, shaped
 
 
 def _pool(rs: list[dict]) -> dict:
@@ -220,8 +236,104 @@ def start_peer(name: str, path: Path, args):
                             extra=tuple(shlex.split(args.hearth_args)))
     if name == "llama_cpp.server":
         return start_llama_cpp_server(str(path), n_threads=args.n_threads, n_ctx=args.n_ctx)
-    return start_example_server(args.example_server, str(path), n_threads=args.n_threads, n_ctx=args.n_ctx,
+    if name == "llama-server":  # built (or found in the cache) by main() before any server starts
+        return start_llama_server(str(path), n_threads=args.n_threads, n_ctx=args.n_ctx, n_slots=args.n_slots,
+                                  binary=args.llama_server)
+    script = args.example_server or ensure_example_server()
+    return start_example_server(script, str(path), n_threads=args.n_threads, n_ctx=args.n_ctx,
                                 n_slots=args.n_slots)
+
+
+# -- /v1/sql-shaped prompts on every server ---------------------------------------------------
+
+def shaped_questions(n: int) -> list[str]:
+    """Different questions, one per SQL shape, from the sample database's test pairs."""
+    questions, shapes = [], set()
+    for row in map(json.loads, (ROOT / "server/sql/sample/pairs/test.jsonl").read_text().splitlines()):
+        if row["shape"] not in shapes:
+            shapes.add(row["shape"])
+            questions.append(row["question"])
+    return questions[:n]
+
+
+def shaped_rounds(schema, questions: list[str], rounds: int, warm: int) -> list[list[tuple[str, list[dict]]]]:
+    """`rounds` lists of (kind, messages): the first request of a round is cold, then `warm`
+    requests on the same prefix. The messages are /v1/sql's (server/sql/prompt.py, no examples,
+    no draft: the tail is "Question: ..."), with a session line ahead of the instructions that
+    changes each round, so a round's first request finds nothing of its schema cached."""
+    from server.sql.prompt import sql_messages
+
+    out = []
+    for r in range(rounds):
+        reqs = []
+        for i in range(warm + 1):
+            q = questions[(r * (warm + 1) + i) % len(questions)]
+            messages = sql_messages(schema, q)
+            messages[0] = {**messages[0], "content": f"Session {r + 1:03d}.\n" + messages[0]["content"]}
+            reqs.append(("cold" if i == 0 else "warm", messages))
+        out.append(reqs)
+    return out
+
+
+def stream_messages_sse(http, base_url: str, model: str, messages: list[dict], max_tokens: int) -> tuple:
+    """One streamed chat request (lean client): (ttft s, latency s, prompt tokens, cached tokens).
+    Cached tokens from usage.prompt_tokens_details, or llama-server's timings.cache_n."""
+    t0 = time.perf_counter()
+    first = None
+    usage, timings = None, None
+    body = {"model": model, "messages": messages, "max_tokens": max_tokens, "temperature": 0, "stream": True,
+            "stream_options": {"include_usage": True}}
+    with http.stream("POST", base_url + "/v1/chat/completions", json=body,
+                     headers={"Authorization": f"Bearer {API_KEY}"}) as r:
+        r.raise_for_status()
+        for line in r.iter_lines():
+            if not line.startswith("data: ") or line == "data: [DONE]":
+                continue
+            chunk = json.loads(line[6:])
+            usage = chunk.get("usage") or usage
+            timings = chunk.get("timings") or timings
+            choices = chunk.get("choices")
+            if first is None and choices and (choices[0].get("delta") or {}).get("content"):
+                first = time.perf_counter()
+    end = time.perf_counter()
+    prompt = (usage or {}).get("prompt_tokens")
+    cached = ((usage or {}).get("prompt_tokens_details") or {}).get("cached_tokens")
+    if cached is None and timings:
+        cached = timings.get("cache_n")
+    return (first or end) - t0, end - t0, prompt, cached
+
+
+def sql_shaped(servers: dict, args, guard: LoadGuard) -> dict:
+    """The shaped pass over every distinct server that is up (see the module's docstring)."""
+    try:
+        from training.sql import load_database
+
+        schema, _ = load_database("sample")
+    except Exception as exc:  # noqa: BLE001  (the DDL's schema: no sample values, a little shorter)
+        from training.sql import load_database
+
+        print(f"  live sample schema unavailable ({exc}); using the DDL's")
+        schema, _ = load_database("sample", source="ddl")
+    rounds = shaped_rounds(schema, shaped_questions(12), args.shaped_rounds, args.shaped_warm)
+    distinct = {n: s for n, s in servers.items() if n not in ("hearth-lean", "hearth-async") and not n.startswith("hearth@")}
+    out: dict[str, list] = {n: [] for n in distinct}
+    http = httpx.Client(timeout=args.sql_timeout)
+    names = list(distinct)
+    try:
+        for r, reqs in enumerate(rounds):
+            for name in (names if r % 2 == 0 else names[::-1]):
+                server = distinct[name]
+                with guard.measure(f"shaped {name} round {r + 1}") as rec:
+                    for kind, messages in reqs:
+                        ttft, lat, prompt, cached = stream_messages_sse(http, server.base_url, server.model, messages,
+                                                                        args.shaped_max_tokens)
+                        out[name].append((kind, ttft, lat, prompt, cached))
+                        print(f"  shaped {name} round {r + 1} {kind}: ttft {1000 * ttft:.0f} ms, latency "
+                              f"{1000 * lat:.0f} ms, cached {cached}/{prompt}", flush=True)
+                print(f"  shaped {name} round {r + 1}: [{rec.tag()}]", flush=True)
+    finally:
+        http.close()
+    return out
 
 
 def sql_ttft(path: Path, args, guard: LoadGuard, few_shot_k: int) -> dict:
@@ -283,14 +395,23 @@ def main() -> int:
     ap.add_argument("--official-client", choices=["threads", "async"], default="threads",
                     help="how the official openai client drives c streams: c threads (openai.OpenAI) or one "
                          "event loop (openai.AsyncOpenAI)")
-    ap.add_argument("--example-server", type=Path, default=EXAMPLE_SERVER,
-                    help="examples/server/server.py from the llama-cpp-python sdist (skipped if missing)")
+    ap.add_argument("--example-server", type=Path, default=None,
+                    help="examples/server/server.py to run (default: unpacked from the cached llama-cpp-python "
+                         "sdist, fetched with pip when missing)")
+    ap.add_argument("--llama-server", type=Path, default=None,
+                    help="llama-server binary to run (default: built from the llama-cpp-python sdist with the wheel's "
+                         "flags and cached in ~/.cache/hearth/llama-server-<version>-<flags hash>/; minutes the first time)")
+    ap.add_argument("--build-nice", type=int, default=15, help="niceness of the llama-server build")
     ap.add_argument("--quant-types", nargs="*", default=["Q4_0", "Q8_0", "Q4_K_M", "Q4_1"], choices=list(QUANT_TYPES),
                     help="raw decode per quantization type; give the flag alone to skip")
     ap.add_argument("--sql-questions", type=int, default=6, help="0 skips the /v1/sql warm/cold measurement")
     ap.add_argument("--sql-few-shot-k", type=int, nargs="+", default=[0, 3],
                     help="sql.few_shot_k values to measure /v1/sql TTFT with, one fresh server each (retrieved "
                          "examples follow the schema, so they are the uncached tail with the question and draft)")
+    ap.add_argument("--shaped-rounds", type=int, default=3,
+                    help="/v1/sql-shaped rounds (one cold request + --shaped-warm warm ones) on every server; 0 skips")
+    ap.add_argument("--shaped-warm", type=int, default=3, help="warm requests per shaped round")
+    ap.add_argument("--shaped-max-tokens", type=int, default=48, help="max_tokens of a shaped request")
     ap.add_argument("--sql-timeout", type=float, default=300, help="seconds to wait for one /v1/sql answer")
     ap.add_argument("--skip-ceiling", action="store_true")
     ap.add_argument("--stream-intervals", type=int, nargs="*", default=[],
@@ -300,6 +421,13 @@ def main() -> int:
     args = ap.parse_args()
     guard = guard_from_args(args)
     path = resolve_model_path(args.model)
+    print("load average at start (1/5/15 min): {:.2f} {:.2f} {:.2f} on {} cores".format(*os.getloadavg(), os.cpu_count()))
+    if "llama-server" in args.peers and args.llama_server is None:
+        try:  # before any server starts: the first build takes minutes and must not share the cores with one
+            args.llama_server = ensure_llama_server(nice=args.build_nice)
+        except (subprocess.CalledProcessError, OSError, RuntimeError) as exc:
+            print(f"\nllama-server could not be built (skipped): {exc}")
+            args.peers = [p for p in args.peers if p != "llama-server"]
     print(f"model {path.name}, n_threads {args.n_threads}, n_ctx {args.n_ctx}, n_slots {args.n_slots}, "
           f"max_tokens {args.max_tokens}, temperature 0, concurrency {args.concurrency} x {args.rounds} rounds, "
           f"{args.repeats} interleaved passes")
@@ -325,7 +453,7 @@ def main() -> int:
 
     vocab = LlamaModel(path_model=str(path), params=_vocab_only(), verbose=False)
     count_tokens = lambda text: len(vocab.tokenize(text.encode(), add_bos=False, special=False))  # noqa: E731
-    results, ceiling_passes = run_peers(path, args, guard, count_tokens)
+    results, ceiling_passes, shaped = run_peers(path, args, guard, count_tokens)
     if ceiling_passes:
         ceiling = dict(ceiling or {}, multi=median([d for d, _ in ceiling_passes]),
                        prefill=median([p for _, p in ceiling_passes]))
@@ -385,6 +513,28 @@ def main() -> int:
             print(f"bound at c=1: the raw single-sequence loop ({ceiling['single']:.1f} tok/s, no HTTP, no client) is "
                   f"{ratio(ceiling['single'], lcp1['tps']):.3f}x llama_cpp.server c=1, the most a server on "
                   "llama-cpp-python could reach")
+
+    if results:
+        rows = ratio_rows({(r["peer"], r["c"]): r for r in results}, args.concurrency)
+        if rows:
+            print_table(ratio_headers(), rows, title="Hearth against llama-server (ratio = Hearth / llama-server; "
+                        "above 1 is better for tok/s, worse for latency, TTFT and CPU)")
+            by = {(r["peer"], r["c"]): r for r in results}
+            for c, goal in [(c, 0.95 if c == 1 else 0.9) for c in args.concurrency]:
+                h, b = by.get(("hearth", c)), by.get(("llama-server", c))
+                if h and b:
+                    value = ratio(h["tps"], b["tps"])
+                    flag = "" if h["reliable"] and b["reliable"] else "  UNRELIABLE"
+                    print(f"goal hearth c={c} >= {goal}x llama-server tok/s: {value:.3f}x "
+                          f"{'met' if value >= goal else 'NOT met'}{flag}")
+    if shaped:
+        print_table(SQL_HEADERS, sql_rows(shaped), title=f"/v1/sql-shaped prompts, one at a time ({args.shaped_rounds} "
+                    f"rounds: 1 cold + {args.shaped_warm} warm; medians; last row Hearth / llama-server)")
+        rows = sql_rows(shaped)
+        if rows and str(rows[-1][0]).startswith("hearth/"):
+            warm = rows[-1][2]
+            print(f"goal warm-prefix TTFT hearth <= llama-server: {warm:.3f}x {'met' if warm <= 1 else 'NOT met'}")
+    print("load average at end (1/5/15 min): {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
 
     for k in (args.sql_few_shot_k if args.sql_questions else []):
         s = sql_ttft(path, args, guard, k)

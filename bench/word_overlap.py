@@ -28,6 +28,14 @@ Pools: sample: the train pairs; defog splits: sql_data.defog_pool (the other def
 database); defog_loo: every defog question (questions_gen + instruct_basic + instruct_advanced),
 the pool being every *other* defog question on the same database (questions compared case- and
 space-insensitively). defog's data is read from ../shared at run time, never copied.
+
+`--no-twins` takes out of every item's pool the pairs whose SQL is the item's gold query itself
+(same text, whitespace aside). On the sample each of the 140 seen-shape test questions has such a
+twin in train (the generator words one query several ways), so retrieval that finds the pair with
+the same values is nearly an oracle there; users' questions mostly share a pair's shape, not its
+values. Without twins a seen shape must be re-filled from a pair about other values, as it is for
+them. `--splits sample_paraphrased` (hand-reworded test questions) with `--no-twins` is the dev
+set that resembles users most; `sample_paraphrased_held` is reported, never tuned on.
 """
 
 from __future__ import annotations
@@ -193,6 +201,16 @@ def load_items(splits: list[str], limit: int | None, defog_dir: Path, instructio
     return items, loo_pools
 
 
+def _sql_key(sql: str) -> str:
+    return " ".join(str(sql).split()).rstrip(";").lower()
+
+
+def twin_questions(item, pool: list[dict]) -> set[str]:
+    """Questions of the pool's pairs whose SQL is one of the item's gold queries (--no-twins)."""
+    golds = {_sql_key(g) for g in item.gold_sql}
+    return {p["question"].strip() for p in pool if p.get("sql") and _sql_key(p["sql"]) in golds}
+
+
 def pool_of(item, defog_dir: Path, loo_pools: dict) -> list[dict]:
     """The {question, sql} pairs the item's answerers learn from (as make_baselines reads them)."""
     from training.evaluation.sql_data import defog_pool
@@ -221,7 +239,8 @@ def _execute(runner, item, sql: str | None) -> dict:
 class Served:
     """SqlService's template-first stage without a model, on the service's own objects."""
 
-    def __init__(self, items, defog_dir: Path, tmp: Path, loo_pools: dict, sql: dict | None = None):
+    def __init__(self, items, defog_dir: Path, tmp: Path, loo_pools: dict, sql: dict | None = None,
+                 drop: Mapping[str, set[str]] | None = None):
         from server.services.text_to_sql import SqlService
         from server.settings import ServerSettings
         from training.evaluation.sql_data import GOLD_MAX_ROWS, database_configs, write_pools
@@ -241,10 +260,18 @@ class Served:
         self.options = self.service.options
         self.loo_pools = loo_pools
         self._loo_cache: dict[str, tuple] = {}
+        self.drop = drop or {}  # item id → questions of the pairs it must not see (--no-twins)
 
     def pairs_for(self, item, database, schema):
         if item.split != LOO:
-            return self.service.examples(database, schema)
+            pairs = self.service.examples(database, schema)
+            gone = self.drop.get(item.id)
+            if not gone or pairs is None:
+                return pairs
+            from server.sql.baseline import TemplateBaseline
+
+            kept = [ex for ex in pairs.examples if ex.question.strip() not in gone]
+            return TemplateBaseline(kept, pairs.values, dialect=schema.dialect) if kept else None
         from server.sql.baseline import TemplateBaseline
         from server.sql.retrieval import load_examples
         from server.sql.synth import with_schema_templates
@@ -256,7 +283,8 @@ class Served:
             self._loo_cache[item.database] = (examples, synth, values)
         examples, synth, values = self._loo_cache[item.database]
         norms = [p["norm"] for p in self.loo_pools[item.database]]
-        kept = [ex for ex, n in zip(examples, norms) if n != item.norm] + synth
+        gone = self.drop.get(item.id, set())
+        kept = [ex for ex, n in zip(examples, norms) if n != item.norm and ex.question.strip() not in gone] + synth
         return TemplateBaseline(kept, values, dialect=schema.dialect) if kept else None
 
     def answer(self, item) -> tuple[dict, dict]:
@@ -301,7 +329,8 @@ class Served:
         self.service.close()
 
 
-def evaluate(items, loo_pools: dict, defog_dir: Path, progress: bool = False, sql: dict | None = None) -> dict:
+def evaluate(items, loo_pools: dict, defog_dir: Path, progress: bool = False, sql: dict | None = None,
+             no_twins: bool = False) -> dict:
     from server.sql.baseline import TemplateBaseline
     from server.sql.mentions import ValueIndex
     from server.sql.prompt import Example
@@ -310,18 +339,20 @@ def evaluate(items, loo_pools: dict, defog_dir: Path, progress: bool = False, sq
     from training.evaluation.sql_summary import score
 
     baseline: dict[str, dict] = {}  # item id → scored record
-    regular = [i for i in items if i.split != LOO]
+    drop = {i.id: twin_questions(i, pool_of(i, defog_dir, loo_pools)) for i in items} if no_twins else {}
+    regular = [i for i in items if i.split != LOO and not drop.get(i.id)]
     if regular:  # exactly as `hearth eval` / bench/sql.py run it
         for run in evaluate_baseline(regular, defog_dir=defog_dir).values():
             baseline |= {r["id"]: r for r in run["records"]}
     runner, values, wo_values = Runner(), {}, {}
     out: dict[str, dict] = {}
     with tempfile.TemporaryDirectory(prefix="hearth-wo-") as tmp:
-        served = Served(items, defog_dir, Path(tmp), loo_pools, sql)
+        served = Served(items, defog_dir, Path(tmp), loo_pools, sql, drop)
         try:
             for n, item in enumerate(items, 1):
-                pool = pool_of(item, defog_dir, loo_pools)
-                if item.split == LOO:  # make_baselines, for a pool that evaluate_baseline cannot name
+                pool = [p for p in pool_of(item, defog_dir, loo_pools)
+                        if p["question"].strip() not in drop.get(item.id, ())]
+                if item.id not in baseline:  # make_baselines, for a pool that evaluate_baseline cannot name
                     index = values.setdefault(item.db_file, ValueIndex.from_sqlite(item.db_file))
                     examples = [Example(p["question"], p["sql"]) for p in pool if p.get("sql")]
                     tb = {item.database: TemplateBaseline(examples, index) if examples else None}
@@ -452,6 +483,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-instructions", action="store_true", help="send defog questions without their instructions")
     ap.add_argument("--out", type=Path, default=None, help="JSON report: summaries and every item's records")
     ap.add_argument("--progress", action="store_true")
+    ap.add_argument("--no-twins", action="store_true",
+                    help="take each item's twins (pairs with its very gold SQL) out of every answerer's pool")
     ap.add_argument("--sql-setting", dest="sql_settings", action="append", default=[], metavar="KEY=VALUE",
                     help="a `sql:` setting of the served stage (server/sql/settings.py SqlSettings), for ablations, "
                          "e.g. --sql-setting schema_templates=false (repeatable)")
@@ -462,7 +495,7 @@ def main(argv: list[str] | None = None) -> int:
     from training.evaluation.cli import parse_assignments
 
     sql = parse_assignments(args.sql_settings, "--sql-setting")
-    results = evaluate(items, loo_pools, args.defog_dir, args.progress, sql)
+    results = evaluate(items, loo_pools, args.defog_dir, args.progress, sql, args.no_twins)
     sums = {split: summary(results, split) for split in dict.fromkeys(i.split for i in items)}
     print(table(sums))
     runner = Runner()
@@ -482,7 +515,8 @@ def main(argv: list[str] | None = None) -> int:
                   + ", ".join(f"{k} {v}" for k, v in sorted(reasons.items())))
     if args.out:
         report = {"meta": {"command": " ".join(sys.argv), "splits": args.splits, "limit": args.limit,
-                           "instructions": not args.no_instructions, "sql": sql}, "summary": sums, "items": {}}
+                           "instructions": not args.no_instructions, "sql": sql,
+                           "no_twins": args.no_twins}, "summary": sums, "items": {}}
         for iid, r in results.items():
             report["items"][iid] = {"split": r["item"].split, "question": r["item"].question,
                                     "gold": r["item"].gold_sql[:1], "seen_shape": r["item"].seen_shape,

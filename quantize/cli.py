@@ -36,6 +36,12 @@ def add_arguments(parser: argparse.ArgumentParser, verb: str) -> None:
         parser.add_argument("--name", default=None, help="general.name written into the GGUF.")
         parser.add_argument("--no-tokenizer-check", action="store_true",
                             help="Skip the check that llama.cpp tokenizes as transformers does.")
+        parser.add_argument("--lora", action="store_true",
+                            help="Export the trained LoRA adapter itself (target: the adapter folder; with a recipe "
+                            "<run>/adapter) as a GGUF LoRA adapter, <name>-lora-<OUTTYPE>.gguf, which the server "
+                            "applies on its base model's GGUF (`adapters:` in the settings) instead of a merged copy.")
+        parser.add_argument("--base", default=None, help="With --lora: the base model the adapter was trained on (HF "
+                            "folder, GGUF or embedded:smollm2; default: the recipe's, else the adapter's own record).")
     if verb == "quantize":
         parser.add_argument("--types", nargs="+", default=None, help="Quantizations, e.g. Q8_0 Q4_K_M Q4_0 Q4_1.")
         parser.add_argument("--no-check", action="store_true", help="Skip the comparison with the f16 model.")
@@ -78,13 +84,28 @@ def run_merge(args, recipe) -> dict:
 def run_export(args, recipe) -> dict:
     from .export import export_gguf
 
+    if getattr(args, "lora", False):
+        return run_export_lora(args, recipe)
     src = Path(args.target) if recipe is None else recipe.run_dir() / "merged"
     name = getattr(args, "name", None) or (recipe.name if recipe else src.name)
     outtype = getattr(args, "outtype", None) or "f16"
     out = Path(args.out) if args.out else (recipe.run_dir() / "gguf" / f"{name}-{outtype.upper()}.gguf" if recipe
                                            else src.with_suffix(".gguf"))
-    return export_gguf(src, out, outtype=outtype, name=name, tokenizer_pre=getattr(args, "tokenizer_pre", None),
+    pre = getattr(args, "tokenizer_pre", None) or (recipe.export.tokenizer_pre if recipe else None)
+    return export_gguf(src, out, outtype=outtype, name=name, tokenizer_pre=pre,
                        check=not getattr(args, "no_tokenizer_check", False))
+
+
+def run_export_lora(args, recipe) -> dict:
+    from .lora import export_lora
+
+    src = Path(args.target) if recipe is None else recipe.run_dir() / "adapter"
+    base = getattr(args, "base", None) or (recipe.base_model if recipe else None)
+    name = getattr(args, "name", None) or (recipe.name if recipe else src.name)
+    outtype = getattr(args, "outtype", None) or "f16"
+    out = Path(args.out) if args.out else (
+        (recipe.run_dir() / "gguf" if recipe else src.parent) / f"{name}-lora-{outtype.upper()}.gguf")
+    return export_lora(src, out, base=base, outtype=outtype)
 
 
 def run_quantize(args, recipe) -> dict:

@@ -12,6 +12,8 @@ from pathlib import Path
 
 from training.io import atomic_dir
 
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "special_tokens_map.json",
+                   "added_tokens.json", "vocab.json", "merges.txt", "chat_template.jinja", "chat_template.json")
 CHECK_TEXTS = ("SELECT COUNT(*) FROM orders WHERE", "The quarterly report shows", "Question: How many customers")
 
 
@@ -27,7 +29,7 @@ def merge(adapter_dir: str | Path, base: str, out: str | Path, *, atol: float = 
     import torch
     from peft import PeftModel
 
-    from training.model import load_model, load_tokenizer
+    from training.model import load_model, load_tokenizer, materialize_base
 
     adapter_dir, out = Path(adapter_dir), Path(out)
     if (adapter_dir / "METHOD").exists() and (adapter_dir / "METHOD").read_text().strip() == "full":
@@ -51,5 +53,20 @@ def merge(adapter_dir: str | Path, base: str, out: str | Path, *, atol: float = 
     with atomic_dir(out) as tmp:
         merged.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
+        copy_tokenizer_files(materialize_base(base), tmp)
         (tmp / "merge.json").write_text(json.dumps(report, indent=2))
     return report
+
+
+def copy_tokenizer_files(base_dir: Path, out: Path) -> None:
+    """The base folder's tokenizer files, byte for byte, over those save_pretrained wrote.
+
+    transformers 5 rewrites them: a GPT2Tokenizer folder's tokenizer_config.json comes back with
+    tokenizer_class "TokenizersBackend", and files it does not use (tokenizer.model) are not written.
+    llama.cpp's converter reads both (a Phi-3 vocabulary comes from tokenizer.model unless the class
+    is GPT2Tokenizer), so the merged folder keeps the base's own."""
+    import shutil
+
+    for name in TOKENIZER_FILES:
+        if (base_dir / name).is_file():
+            shutil.copyfile(base_dir / name, out / name)

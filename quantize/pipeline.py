@@ -49,7 +49,9 @@ def stage_inputs(stage: str, recipe: Recipe) -> str:
     if stage == "merge":
         return sha256_json({"adapter": _files_hash(run / "adapter"), "base": recipe.base_model})
     if stage == "export":
-        return _files_hash(run / "merged", "*.safetensors")
+        merged = _files_hash(run / "merged", "*.safetensors")
+        pre = recipe.export.tokenizer_pre
+        return merged if pre is None else sha256_json({"merged": merged, "tokenizer_pre": pre})
     if stage == "quantize":
         return sha256_json({"f16": sha256_file(f16_path(recipe)), "export": recipe.export.model_dump()})
     if stage == "eval":

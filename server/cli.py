@@ -18,6 +18,7 @@ from pydantic import BaseModel, ValidationError
 # verb → (module, help). Modules expose `add_arguments(parser)` and `run(args) -> int`.
 VERBS: dict[str, tuple[str, str]] = {
     "serve": ("server.cli", "Serve the OpenAI-compatible API and Text-to-SQL endpoint."),
+    "doctor": ("server.doctor", "Check this machine, the settings, models and databases before serving."),
     "sample": ("server.sql.sample.__main__", "Build the embedded sample database (SQLite, PostgreSQL, MariaDB)."),
     "plan": ("training.cli", "Recommend a training recipe for the data and this hardware."),
     "data": ("training.cli", "Clean, mix and tokenize the training data; write its manifest."),
@@ -32,7 +33,7 @@ VERBS: dict[str, tuple[str, str]] = {
 
 # ServerSettings fields that have flags (nested sections are set via YAML or HEARTH_X__Y env vars).
 SERVER_FLAGS = ("host", "port", "api_keys", "api_keys_file", "allow_unauthenticated_public", "cors_origins",
-                "log_level", "default_model", "stream_interval", "drain_timeout_s")
+                "log_level", "default_model", "stream_interval", "drain_timeout_s", "vllm_metrics")
 # ModelConfig fields: `--model` is the path and `--model-name` the name; the rest keep their names.
 MODEL_FLAG_NAMES = {"path": "model", "name": "model-name"}
 
@@ -85,10 +86,19 @@ def build_settings(args: argparse.Namespace):
 def run(args: argparse.Namespace, verb: str = "serve") -> int:
     from .app import create_app
     from .drain import serve
+    from .engine.gguf_file import check_gguf
 
     settings = build_settings(args)
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for model in settings.models:  # a missing, foreign or cut-short file stops the start, not the first request
+        try:
+            check_gguf(model.resolved_path())
+        except ValueError as exc:  # BadModelFile, or a path that names no model file
+            print(f"hearth serve: model {model.name!r}: {exc}", file=sys.stderr)
+            return 1
     app = create_app(settings)
+    # A reload (SIGHUP, POST /admin/reload) reads the flags, env and YAML again, as here.
+    app.state.reloader.source = lambda: build_settings(args)
     # SIGTERM/SIGINT drain (server/drain.py): /ready 503, in-flight requests get drain_timeout_s to
     # finish, then exit 0. A stop (systemd, Kubernetes) never waits on a long generation past that.
     return serve(app, host=settings.host, port=settings.port, log_level=settings.log_level.lower())

@@ -2,28 +2,27 @@
 
 from __future__ import annotations
 
-import hmac
-
 from fastapi import Request
 
 from .errors import AuthenticationFailed, ModelNotReady
+from .keys import ANONYMOUS, KeyRing
 
 
 def require_api_key(request: Request) -> None:
-    keys: list[bytes] = request.app.state.api_keys
+    """Sets request.state.key_id (the key's id, server/keys.py) or answers 401."""
+    keys: KeyRing = request.app.state.api_keys
     if not keys:
+        request.state.key_id = ANONYMOUS
         return
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token:
         raise AuthenticationFailed("Missing API key: send it as 'Authorization: Bearer <key>'.")
-    given = token.strip().encode()
-    # Compare against every key, always, so the time taken says nothing about which one matched.
-    matched = False
-    for key in keys:
-        matched |= hmac.compare_digest(given, key)
-    if not matched:
+    # The digest of the key against every stored digest, always, in constant time (KeyRing.match).
+    key_id = keys.match(token.strip())
+    if key_id is None:
         raise AuthenticationFailed("Incorrect API key provided.")
+    request.state.key_id = key_id
 
 
 def _ready(request: Request):
@@ -56,3 +55,7 @@ def sql_service(request: Request):
 def review_service(request: Request):
     # Review needs no model either.
     return request.app.state.review
+
+
+def audit_log(request: Request):
+    return request.app.state.audit

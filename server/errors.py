@@ -4,17 +4,20 @@
     ├── InvalidRequest               400 invalid_request_error / invalid_request
     │   ├── ContextLengthExceeded    400 invalid_request_error / context_length_exceeded
     │   ├── UnsupportedParameter     400 invalid_request_error / unsupported_parameter
-    │   └── SqlRejected              400 invalid_request_error / sql_rejected
+    │   ├── SqlRejected              400 invalid_request_error / sql_rejected
+    │   └── QueryTooCostly           400 invalid_request_error / query_too_costly
     ├── AuthenticationFailed         401 authentication_error / invalid_api_key
     ├── NotFound                     404 invalid_request_error / not_found
     │   ├── ModelNotFound            404 invalid_request_error / model_not_found
     │   ├── DatabaseNotFound         404 invalid_request_error / database_not_found
     │   └── ReviewItemNotFound       404 invalid_request_error / review_item_not_found
     ├── Overloaded                   429 rate_limit_error / queue_full        (Retry-After)
+    │   └── RateLimited              429 rate_limit_error / rate_limit_exceeded (Retry-After)
     ├── ServiceUnavailable           503 service_unavailable / service_unavailable
     │   ├── ModelNotReady            503 service_unavailable / model_not_ready
     │   ├── DatabaseUnavailable      503 service_unavailable / database_unavailable
-    │   └── ShuttingDown             503 service_unavailable / shutting_down   (Retry-After)
+    │   ├── ShuttingDown             503 service_unavailable / shutting_down   (Retry-After)
+    │   └── AuditLogFailed           503 service_unavailable / audit_log_unavailable
     ├── QueryTimeout                 504 timeout_error / query_timeout
     └── EngineFailure                500 server_error / engine_failure
 
@@ -54,6 +57,14 @@ class SqlRejected(InvalidRequest):
     """The SQL validator refused a statement (used where a rejection must be an error)."""
 
 
+class QueryTooCostly(InvalidRequest):
+    """The database's planner estimates a query above the database's max_query_cost (server/sql/cost.py)."""
+
+    def __init__(self, message: str, *, cost: float, param: str | None = None):
+        super().__init__(message, param=param)
+        self.cost = cost
+
+
 class AuthenticationFailed(HearthError):
     """Missing or wrong API key."""
 
@@ -78,6 +89,10 @@ class Overloaded(HearthError):
     """The request queue is full; the client should retry later."""
 
 
+class RateLimited(Overloaded):
+    """The API key is over one of its limits (server/limits.py); Retry-After says when it is not."""
+
+
 class ServiceUnavailable(HearthError):
     """A dependency is not ready or not reachable."""
 
@@ -92,6 +107,10 @@ class DatabaseUnavailable(ServiceUnavailable):
 
 class ShuttingDown(ServiceUnavailable):
     """The server is draining after SIGTERM/SIGINT: in-flight requests finish, new ones go elsewhere."""
+
+
+class AuditLogFailed(ServiceUnavailable):
+    """The audit log could not be written, so the answer is withheld (server/audit.py)."""
 
 
 class QueryTimeout(HearthError):
@@ -116,16 +135,19 @@ ERROR_TABLE: dict[type[HearthError], ErrorKind] = {
     ContextLengthExceeded: ErrorKind(400, "invalid_request_error", "context_length_exceeded"),
     UnsupportedParameter: ErrorKind(400, "invalid_request_error", "unsupported_parameter"),
     SqlRejected: ErrorKind(400, "invalid_request_error", "sql_rejected"),
+    QueryTooCostly: ErrorKind(400, "invalid_request_error", "query_too_costly"),
     AuthenticationFailed: ErrorKind(401, "authentication_error", "invalid_api_key"),
     NotFound: ErrorKind(404, "invalid_request_error", "not_found"),
     ModelNotFound: ErrorKind(404, "invalid_request_error", "model_not_found"),
     DatabaseNotFound: ErrorKind(404, "invalid_request_error", "database_not_found"),
     ReviewItemNotFound: ErrorKind(404, "invalid_request_error", "review_item_not_found"),
     Overloaded: ErrorKind(429, "rate_limit_error", "queue_full"),
+    RateLimited: ErrorKind(429, "rate_limit_error", "rate_limit_exceeded"),
     ServiceUnavailable: ErrorKind(503, "service_unavailable", "service_unavailable"),
     ModelNotReady: ErrorKind(503, "service_unavailable", "model_not_ready"),
     DatabaseUnavailable: ErrorKind(503, "service_unavailable", "database_unavailable"),
     ShuttingDown: ErrorKind(503, "service_unavailable", "shutting_down"),
+    AuditLogFailed: ErrorKind(503, "service_unavailable", "audit_log_unavailable"),
     QueryTimeout: ErrorKind(504, "timeout_error", "query_timeout"),
     EngineFailure: ErrorKind(500, "server_error", "engine_failure"),
 }

@@ -47,10 +47,25 @@ class Metrics:
             "hearth_sql_validations", "SQL statements validated, by database and failing rule ('passed' if none)",
             ["database", "rule"], registry=r,
         )
+        # Per API key, labelled by key id (server/keys.py: a hash, never the key); server/limits.py.
+        self.key_requests = Counter("hearth_key_requests", "Requests admitted, by API key id", ["key_id"], registry=r)
+        self.key_rate_limited = Counter(
+            "hearth_key_rate_limited", "Requests refused with 429 by a per-key limit (requests, tokens, concurrent)",
+            ["key_id", "limit"], registry=r,
+        )
+        self.key_tokens = Counter(
+            "hearth_key_tokens", "Prompt + completion tokens used, by API key id", ["key_id"], registry=r
+        )
+        self.key_in_flight = Gauge("hearth_key_requests_in_flight", "Requests in flight, by API key id", ["key_id"],
+                                   registry=r)
+        self.audit_records = Counter(
+            "hearth_audit_records", "Audit log lines written or failed (server/audit.py)", ["outcome"], registry=r
+        )
 
-    def watch_engines(self, engines: Callable[[], Iterable[tuple[str, EngineStats]]]) -> None:
-        """Slots, queue depth and prefix-cache counters, read from the engines at scrape time."""
-        self.registry.register(_EngineCollector(engines))
+    def watch_engines(self, engines: Callable[[], Iterable[tuple[str, EngineStats]]], vllm_names: bool = False) -> None:
+        """Slots, queue depth, load gauges and prefix-cache counters, read from the engines at scrape
+        time; with `vllm_names` the load gauges also under vLLM's names (VLLM_LOAD_GAUGES)."""
+        self.registry.register(_EngineCollector(engines, vllm_names))
 
     def record_generation(self, model: str, prompt: int, completion: int, cached: int,
                           ttft: float | None, decode_seconds: float) -> None:
@@ -66,9 +81,29 @@ class Metrics:
         return generate_latest(self.registry)
 
 
+# The load gauges that routers and autoscalers read: name -> (EngineStats field, help). Hearth's own
+# names follow Prometheus' conventions (a 0-1 fraction ends in _ratio).
+LOAD_GAUGES = {
+    "hearth_requests_waiting": ("queue_depth", "Requests waiting for a slot"),
+    "hearth_requests_running": ("slots_in_use", "Requests generating in a slot"),
+    "hearth_kv_cache_usage_ratio": ("kv_cache_usage", "KV cells held by running requests, 0-1"),
+}
+# The same gauges under the names vLLM exports, which the Gateway API Inference Extension's endpoint
+# picker, KEDA recipes and vLLM's production-stack router read by default (sources cited in
+# deploy/README.md). Label `model_name`, as vLLM's. vLLM renamed gpu_cache_usage_perc to
+# kv_cache_usage_perc; the production-stack router still reads the old name, so both are exported.
+VLLM_LOAD_GAUGES = {
+    "vllm:num_requests_waiting": "hearth_requests_waiting",
+    "vllm:num_requests_running": "hearth_requests_running",
+    "vllm:kv_cache_usage_perc": "hearth_kv_cache_usage_ratio",
+    "vllm:gpu_cache_usage_perc": "hearth_kv_cache_usage_ratio",
+}
+
+
 class _EngineCollector:
-    def __init__(self, engines: Callable[[], Iterable[tuple[str, EngineStats]]]):
+    def __init__(self, engines: Callable[[], Iterable[tuple[str, EngineStats]]], vllm_names: bool = False):
         self._engines = engines
+        self._vllm_names = vllm_names
 
     def collect(self):
         gauges = {
@@ -81,10 +116,19 @@ class _EngineCollector:
                 "hearth_prefix_cache_lookups", "Requests placed in a slot", labels=["model"]),
         }
         hit_rate = GaugeMetricFamily("hearth_prefix_cache_hit_rate", "Prefix-cache hit rate", labels=["model"])
+        load = {name: GaugeMetricFamily(name, help_, labels=["model"]) for name, (_, help_) in LOAD_GAUGES.items()}
+        vllm = {name: GaugeMetricFamily(name, f"{LOAD_GAUGES[ours][1]} (= {ours})", labels=["model_name"])
+                for name, ours in VLLM_LOAD_GAUGES.items()} if self._vllm_names else {}
         for name, stats in self._engines():
             for key, family in gauges.items():
                 family.add_metric([name], float(getattr(stats, key)))
             lookups = stats.prefix_cache_lookups
             hit_rate.add_metric([name], stats.prefix_cache_hits / lookups if lookups else 0.0)
+            for metric, family in load.items():
+                family.add_metric([name], float(getattr(stats, LOAD_GAUGES[metric][0])))
+            for metric, family in vllm.items():
+                family.add_metric([name], float(getattr(stats, LOAD_GAUGES[VLLM_LOAD_GAUGES[metric]][0])))
         yield from gauges.values()
         yield hit_rate
+        yield from load.values()
+        yield from vllm.values()

@@ -14,7 +14,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, YamlConfigSettingsSource
 
+from .audit import AuditSettings
 from .embedded import EMBEDDED_MODEL, embedded_path, parse_spec, wheel_model_path
+from .limits import LimitSettings
 from .paths import data_dir
 from .sql.settings import DatabaseConfig, SqlSettings
 
@@ -86,6 +88,23 @@ class ModelConfig(BaseModel):
         return Path(self.chat_template).read_text() if self.chat_template else None
 
 
+class AdapterConfig(BaseModel):
+    """A GGUF LoRA adapter served as its own model on the weights of a model in `models`: one copy of
+    the base weights in memory, one context (KV cache, slots) per adapter (server/engine/adapters.py)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(description="Name clients use in the `model` field.")
+    base: str = Field(description="Name of the entry in `models` the adapter was trained on (its weights are shared).")
+    path: str = Field(description="GGUF LoRA adapter file (`hearth export --lora` writes one).")
+    scale: float = Field(1.0, description="Scale of the adapter (1.0: as trained; 0: the base model).")
+    n_ctx: int | None = Field(None, ge=128, description="Context length per request (default: the base model's).")
+    n_slots: int | None = Field(
+        None, ge=1, le=64, description="Concurrent sequences of this adapter (default: the base model's); each "
+        "holds n_ctx KV cells of the adapter's own cache.")
+    aliases: list[str] = Field(default_factory=list, description="Other names accepted for this adapter.")
+
+
 class ReviewSettings(BaseModel):
     """Blind human review of open-ended answers (GET /review, /v1/review/...)."""
 
@@ -117,7 +136,8 @@ class ServerSettings(BaseSettings):
     host: str = Field("127.0.0.1", description="Address to bind.")
     port: int = Field(8000, ge=1, le=65535, description="TCP port to bind.")
     api_keys: list[str] = Field(default_factory=list, description="Accepted bearer API keys.")
-    api_keys_file: Path | None = Field(None, description="File with one API key per line.")
+    api_keys_file: Path | None = Field(
+        None, description="File with one API key per line, or its digest as 'sha256:<hex>' (server/keys.py).")
     allow_unauthenticated_public: bool = Field(
         False, description="Allow binding a non-loopback address with no API key (not recommended)."
     )
@@ -135,13 +155,22 @@ class ServerSettings(BaseSettings):
         "process exits 0. Keep it under the supervisor's stop timeout (systemd TimeoutStopSec; Kubernetes "
         "terminationGracePeriodSeconds minus the preStop sleep).",
     )
+    vllm_metrics: bool = Field(
+        False, description="Also export the load gauges (requests waiting and running, KV-cache usage) under "
+        "vLLM's names (vllm:num_requests_waiting, vllm:num_requests_running, vllm:kv_cache_usage_perc), which "
+        "the Gateway API Inference Extension's endpoint picker and KEDA recipes read by default.",
+    )
     models: list[ModelConfig] = Field(default_factory=lambda: [ModelConfig()], description="Model registry.")
+    adapters: list[AdapterConfig] = Field(
+        default_factory=list, description="LoRA adapters served as models of their own on a model of `models`.")
     default_model: str | None = Field(None, description="Model used when a request names an unknown alias.")
     databases: list[DatabaseConfig] = Field(
         default_factory=_default_databases, description="Databases the Text-to-SQL endpoint may query."
     )
     sql: SqlSettings = Field(default_factory=SqlSettings, description="Text-to-SQL options.")
     review: ReviewSettings = Field(default_factory=ReviewSettings, description="Blind answer review options.")
+    audit: AuditSettings = Field(default_factory=AuditSettings, description="Text-to-SQL audit log (server/audit.py).")
+    limits: LimitSettings = Field(default_factory=LimitSettings, description="Per-API-key limits (server/limits.py).")
     config: Path | None = Field(None, description="YAML settings file (HEARTH_CONFIG).")
 
     @field_validator("models")
@@ -154,6 +183,22 @@ class ServerSettings(BaseSettings):
         if not models:
             raise ValueError("at least one model must be configured")
         return models
+
+    @model_validator(mode="after")
+    def _check_adapters(self) -> "ServerSettings":
+        models = {m.name: m for m in self.models}
+        for a in self.adapters:
+            if a.base not in models:
+                raise ValueError(f"adapter {a.name!r}: base {a.base!r} is not a model name in `models` "
+                                 f"({', '.join(sorted(models))})")
+            if models[a.base].lora_path:
+                raise ValueError(f"adapter {a.name!r}: its base {a.base!r} has a lora_path of its own; an adapter "
+                                 "needs a plain base model")
+        names = [n for m in (*self.models, *self.adapters) for n in (m.name, *m.aliases)]
+        dupes = {n for n in names if names.count(n) > 1}
+        if dupes and self.adapters:
+            raise ValueError(f"model and adapter names must be unique; repeated: {sorted(dupes)}")
+        return self
 
     @model_validator(mode="after")
     def _refuse_open_bind(self) -> "ServerSettings":

@@ -23,6 +23,12 @@ def add_arguments(parser: argparse.ArgumentParser, verb: str) -> None:
         parser.add_argument("--json", action="store_true", help="Print the plan as JSON.")
         parser.add_argument("--recalibrate", action="store_true",
                             help="Measure this machine's training rate again instead of using the cached one.")
+        parser.add_argument("--sizes", action="store_true",
+                            help="Time and peak memory of LoRA and QLoRA for 1.5B, 7B and 13B models on this CPU and "
+                                 "on one 24, 48 and 80 GB GPU (training/sizing.py states the rule); no recipe needed.")
+        parser.add_argument("--tokens", type=int, default=1_000_000, help="--sizes: trained tokens the time is for.")
+        parser.add_argument("--seq", type=int, default=1024, help="--sizes: packed row length (tokens).")
+        parser.add_argument("--batch-tokens", type=int, default=4096, help="--sizes: tokens per micro-batch.")
 
 
 def load(args: argparse.Namespace):
@@ -45,6 +51,12 @@ def run(args: argparse.Namespace, verb: str) -> int:
         print(json.dumps({"split": manifest["split"], "mix": manifest["mix"]["achieved"],
                           "roles": manifest["mix"]["roles"]}, indent=2))
         print(f"wrote {recipe.run_dir() / 'data'}")
+        return 0
+    if verb == "plan" and getattr(args, "sizes", False):
+        from .plan import size_report
+
+        print(size_report(tokens=args.tokens, seq=args.seq, batch_tokens=args.batch_tokens,
+                          threads=recipe.train.threads, refresh=args.recalibrate))
         return 0
     if verb == "plan":
         from dataclasses import asdict

@@ -4,8 +4,9 @@ FLOPs per token are 2·N for a forward pass without gradients (the prompt under
 `train.prompt_grad: false`), 4·N for LoRA with gradients (backward through frozen weights, no
 weight gradients) and 6·N for full training, N = non-embedding parameters; attention adds 4·A per
 layer per attended position forward (QK and AV, A = heads × head_dim), times 2 or 3 likewise;
-lm_head runs on the labelled tokens only (training/loop.py). The count is linear in tokens and in
-N; training/calibrate.py measures the rate in the same units, with the same rule.
+lm_head runs on the labelled tokens only (training/loop.py); gradient checkpointing adds the
+forward of the differentiated tokens again (+2·N). The count is linear in tokens and in N;
+training/calibrate.py measures the rate in the same units, with the same rule.
 """
 
 from __future__ import annotations
@@ -62,14 +63,27 @@ def model_shape(config: dict) -> dict:
     head_dim = config.get("head_dim") or d // heads
     per_layer = d * heads * head_dim + 2 * d * kv * head_dim + heads * head_dim * d + 3 * d * ff
     embed = config["vocab_size"] * d
+    embed_params = embed * (1 if config.get("tie_word_embeddings", True) else 2)  # input table (+ untied lm_head)
     return {"hidden": d, "layers": layers, "body_params": per_layer * layers, "vocab": config["vocab_size"],
-            "attn_width": heads * head_dim,
-            "total_params": per_layer * layers + embed * (1 if config.get("tie_word_embeddings", True) else 2)}
+            "attn_width": heads * head_dim, "kv_width": kv * head_dim, "ff": ff, "embed_params": embed_params,
+            "total_params": per_layer * layers + embed_params}
 
 
-def train_flops(shape: dict, work: Work, method: str) -> float:
-    """FLOPs of `work` by the module docstring's rule."""
-    k = 4 if method == "lora" else 6
+LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+def lora_params(shape: dict, r: int, targets=LORA_TARGETS) -> int:
+    """Trainable parameters of rank-r LoRA: r·(in + out) per adapted linear, per layer."""
+    d, a, kv, ff = shape["hidden"], shape["attn_width"], shape["kv_width"], shape["ff"]
+    sizes = {"q_proj": d + a, "k_proj": d + kv, "v_proj": d + kv, "o_proj": a + d,
+             "gate_proj": d + ff, "up_proj": d + ff, "down_proj": ff + d}
+    return shape["layers"] * r * sum(sizes[t] for t in targets if t in sizes)
+
+
+def train_flops(shape: dict, work: Work, method: str, recompute: bool = False) -> float:
+    """FLOPs of `work` by the module docstring's rule; `recompute` (gradient checkpointing) runs the
+    differentiated tokens' forward (2 per weight) once more during backward."""
+    k = (4 if method == "lora" else 6) + (2 if recompute else 0)
     attn = 2 * shape["layers"] * shape["attn_width"]  # per attended position, per FLOP unit of k
     return (2 * (work.forward_tokens * shape["body_params"] + work.forward_attended * attn)
             + k * (work.grad_tokens * shape["body_params"] + work.grad_attended * attn)

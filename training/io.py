@@ -8,14 +8,64 @@ survives a power cut.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import resource
 import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
+
+
+# A write that failed for want of room (a full disk, a quota, the process's file-size limit).
+FULL_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
+
+
+class DiskFull(OSError):
+    """Writing an output ran out of room; the message names the output, and nothing partial is left."""
+
+
+def _what_filled(folder: Path, written: Path, said: int | None) -> str | None:
+    """What ran out of room for `written` (a file or a folder of them) in `folder`, if anything did;
+    `said`: the errno the writer reported, if any."""
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    if limit != resource.RLIM_INFINITY:
+        files = [written] if written.is_file() else [f for f in written.rglob("*") if f.is_file()]
+        if said == errno.EFBIG or any(f.stat().st_size >= limit for f in files):
+            return f"the process's file-size limit ({limit} bytes, ulimit -f) was reached"
+    try:
+        stat = os.statvfs(folder)
+    except OSError:
+        return None
+    free = stat.f_bavail * stat.f_frsize
+    return f"the disk is full ({free} bytes free)" if free < (1 << 20) else None
+
+
+@contextmanager
+def _naming_full_disk(path: Path, tmp: Path) -> Iterator[None]:
+    """Re-raises a failure while writing `path` (through `tmp`) for want of room as DiskFull naming
+    both. Writers report it their own way (OSError without a file name, torch's "file write
+    failed", safetensors' "File too large (os error 27)", a converter's exit status), so the cause
+    is read from the errno or the system's words for it, else from the file-size limit and the
+    free space."""
+    try:
+        yield
+    except Exception as exc:
+        if isinstance(exc, DiskFull):
+            raise
+        # A writer that removes its own partial file (safetensors) leaves only its message.
+        said = next((e for e in sorted(FULL_ERRNOS) if os.strerror(e) in str(exc)), None)
+        if isinstance(exc, OSError) and exc.errno in FULL_ERRNOS:
+            said = exc.errno
+        what = _what_filled(path.parent, tmp, said)
+        if what is None and said is None:
+            raise
+        code = said or errno.ENOSPC
+        raise DiskFull(code, f"no room to write {path}: {what or os.strerror(code)} "
+                       f"({type(exc).__name__}: {str(exc)[-300:]}); the partial output was removed") from exc
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -41,9 +91,10 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     os.close(fd)
     tmp_path = Path(tmp)
     try:
-        yield tmp_path
-        with open(tmp_path, "rb+") as f:
-            os.fsync(f.fileno())
+        with _naming_full_disk(path, tmp_path):
+            yield tmp_path
+            with open(tmp_path, "rb+") as f:
+                os.fsync(f.fileno())
         os.replace(tmp_path, path)
         _fsync_dir(path.parent)
     finally:
@@ -92,11 +143,12 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
-        yield tmp
-        for f in tmp.rglob("*"):
-            if f.is_file():
-                with open(f, "rb+") as fh:
-                    os.fsync(fh.fileno())
+        with _naming_full_disk(path, tmp):
+            yield tmp
+            for f in tmp.rglob("*"):
+                if f.is_file():
+                    with open(f, "rb+") as fh:
+                        os.fsync(fh.fileno())
         old = path.with_name(path.name + ".old")
         if path.exists():
             os.replace(path, old)

@@ -10,8 +10,11 @@ from __future__ import annotations
 from .tokens import IGNORE, Batch
 
 
-def _token_loss(lm_head, hidden, labels):
-    """Summed cross-entropy of next-token predictions where labels (shifted by one) are set."""
+def _token_loss(lm_head, hidden, labels, softcap: float | None = None):
+    """Summed cross-entropy of next-token predictions where labels (shifted by one) are set.
+
+    `softcap`: the model's final_logit_softcapping (Gemma 2), applied as its own forward applies it."""
+    import torch
     import torch.nn.functional as F
 
     targets = labels[:, 1:]
@@ -19,7 +22,13 @@ def _token_loss(lm_head, hidden, labels):
     if not keep.any():
         return hidden.sum() * 0.0, 0
     logits = lm_head(hidden[:, :-1][keep]).float()
+    if softcap:
+        logits = torch.tanh(logits / softcap) * softcap
     return F.cross_entropy(logits, targets[keep], reduction="sum"), int(keep.sum())
+
+
+def _softcap(decoder) -> float | None:
+    return getattr(decoder.config, "final_logit_softcapping", None)
 
 
 def batch_loss(model, batch: Batch, device, pad_id: int, prompt_grad: bool = True):
@@ -59,7 +68,7 @@ def batch_loss(model, batch: Batch, device, pad_id: int, prompt_grad: bool = Tru
             # Padding continues counting so it forms its own segment of the block-diagonal mask.
             positions[i, len(pos):] = torch.arange(width - len(pos))
         hidden = decoder(input_ids=ids, position_ids=positions.to(device), use_cache=False).last_hidden_state
-    return _token_loss(lm_head, hidden, labels)
+    return _token_loss(lm_head, hidden, labels, _softcap(decoder))
 
 
 def _answer_loss(decoder, lm_head, batch: Batch, ids, labels, device):
@@ -99,7 +108,7 @@ def _answer_loss(decoder, lm_head, batch: Batch, ids, labels, device):
         positions = torch.arange(p + start, p + len(row), device=device).unsqueeze(0)
         hidden = decoder(input_ids=ids[i:i + 1, start:len(row)], cache=own, position_ids=positions,
                          use_cache=True).last_hidden_state
-        loss, n = _token_loss(lm_head, hidden, labels[i:i + 1, start:len(row)])
+        loss, n = _token_loss(lm_head, hidden, labels[i:i + 1, start:len(row)], _softcap(decoder))
         total, count = (loss if total is None else total + loss), count + n
     if total is None:
         return torch.zeros((), device=device, requires_grad=True), 0

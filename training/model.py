@@ -95,16 +95,58 @@ def load_model(base: str, *, device=None, dtype=None):
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(str(materialize_base(base)), dtype=dtype)
-    # sdpa builds a block-diagonal mask from restarting position_ids (packed rows, tokens.py).
-    model.config._attn_implementation = "sdpa"
+    # sdpa builds a block-diagonal mask from restarting position_ids (packed rows, tokens.py), as
+    # transformers 5's other attentions do. A model sdpa cannot compute keeps its own: Gemma 2's
+    # attention soft-capping (_supports_sdpa False) would otherwise be dropped silently.
+    if model._supports_sdpa:
+        model.config._attn_implementation = "sdpa"
     return model.to(device) if device is not None else model
+
+
+def load_for_training(base: str, train_cfg, *, device, dtype, precision):
+    """The base model as training uses it: frozen weights in `dtype`, or in 4-bit NF4 when
+    train.quantize_base asks (QLoRA: training/gpu.py, imported only then, on CUDA only), and
+    gradient checkpointing per train.gradient_checkpointing."""
+    if precision.quantize_base:
+        from .gpu import load_4bit
+
+        model = load_4bit(str(materialize_base(base)), precision, device)
+        if model._supports_sdpa:  # as load_model
+            model.config._attn_implementation = "sdpa"
+    else:
+        model = load_model(base, device=device, dtype=dtype)
+    if train_cfg.gradient_checkpointing:
+        # Non-reentrant: gradients reach LoRA weights inside a layer even when the layer's input
+        # (frozen embeddings' output) does not require grad.
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    return model
+
+
+FUSED_PROJECTIONS = {"qkv_proj": ("q_proj", "k_proj", "v_proj"), "gate_up_proj": ("gate_proj", "up_proj")}  # Phi-3
+
+
+def lora_targets(model, names) -> list[str]:
+    """train.target_modules as `model` names them. A family that fuses projections (Phi-3's qkv_proj and
+    gate_up_proj) gets the fused module for the separate names, and a name no module has is an error:
+    peft would adapt only the names it finds (on Phi-3 the defaults reach o_proj and down_proj alone)."""
+    present = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
+    out: list[str] = []
+    for name in names:
+        fused = next((f for f, separate in FUSED_PROJECTIONS.items() if name in separate and f in present), None)
+        target = name if name in present else fused
+        if target is None:
+            raise ValueError(f"train.target_modules: this {model.config.model_type} model has no module named {name!r}")
+        if target not in out:
+            out.append(target)
+    return out
 
 
 def add_lora(model, train_cfg):
     from peft import LoraConfig, get_peft_model
 
     config = LoraConfig(r=train_cfg.lora_r, lora_alpha=train_cfg.lora_alpha, lora_dropout=train_cfg.lora_dropout,
-                        target_modules=list(train_cfg.target_modules), task_type="CAUSAL_LM", bias="none")
+                        target_modules=lora_targets(model, train_cfg.target_modules), task_type="CAUSAL_LM",
+                        bias="none")
     return get_peft_model(model, config)
 
 

@@ -12,7 +12,10 @@ Time estimate: a step's FLOPs (training/flops.py states the rule) divided by thi
 measured training rate, plus a fixed cost per layer pass; training/calibrate.py measures both with
 one real decoder layer of the model and caches them per machine. No efficiency constant stands
 between the probe and a step.
-Peak memory: weights (+ grads and AdamW moments for full) + activations per computed token.
+Peak memory: training/sizing.py's rule (weights, + grads and AdamW moments for full, LoRA state,
+activations fitted per token·layer from measured runs, logits, runtime).
+`hearth plan --sizes` (size_report): the same rules for 1.5B, 7B and 13B models on this CPU and on
+one 24, 48 and 80 GB GPU, for LoRA and QLoRA (training/sizing.py).
 """
 
 from __future__ import annotations
@@ -24,9 +27,15 @@ import subprocess
 from dataclasses import asdict, dataclass, field
 from .calibrate import Calibration, calibration
 from .flops import Work, batch_work, model_shape, train_flops
+from .sizing import memory_bytes
 
-ACT_BYTES_PER_TOKEN_LAYER_DIM = 90  # saved activations for backward, bytes per token·layer·hidden unit
 RUNTIME_BYTES = 900 * 2**20         # python + torch + tokenizer resident set before any model
+# SmolLM2-135M's published config: the layer this CPU's rate is calibrated with for `--sizes` (the
+# largest model measured here; head_dim as its config.json has it, so the calibration cache is shared).
+SMOLLM2_135M = {"model_type": "llama", "hidden_size": 576, "intermediate_size": 1536, "num_hidden_layers": 30,
+                "num_attention_heads": 9, "num_key_value_heads": 3, "head_dim": 64, "vocab_size": 49152,
+                "tie_word_embeddings": True, "max_position_embeddings": 8192, "rms_norm_eps": 1e-5,
+                "rope_theta": 100000.0}
 
 
 @dataclass
@@ -66,18 +75,16 @@ def detect_hardware(config: dict | None = None, threads: int | None = None, refr
     return hw
 
 
-def estimate(shape: dict, *, method: str, work: Work, batch_tokens: int, cal: Calibration,
-             lora_params: int = 0) -> tuple[float, float]:
-    """(seconds, peak GB) for `work`, micro-batches of up to batch_tokens, at the calibrated rate."""
-    seconds = train_flops(shape, work, method) / (cal.gflops * 1e9)
+def estimate(shape: dict, *, method: str, work: Work, batch_tokens: int, cal: Calibration, lora_r: int = 16,
+             label_tokens: int = 0, checkpointing: bool = False, seq: int | None = None) -> tuple[float, float]:
+    """(seconds, peak GB) on this CPU for `work`, micro-batches of up to batch_tokens in rows of up
+    to `seq` (label_tokens of them labelled), at the calibrated rate; memory by training/sizing.py's rule."""
+    seconds = train_flops(shape, work, method, recompute=checkpointing) / (cal.gflops * 1e9)
     seconds += work.passes * shape["layers"] * cal.overhead_s_per_layer_pass
-    weights = 4 * shape["total_params"]
-    if method == "full":
-        weights *= 4  # weights, gradients, AdamW first and second moments (fp32)
-    else:
-        weights += 16 * lora_params
-    activations = batch_tokens * shape["layers"] * shape["hidden"] * ACT_BYTES_PER_TOKEN_LAYER_DIM
-    return seconds, (weights + activations + RUNTIME_BYTES) / 2**30
+    parts = memory_bytes(shape, device="cpu", tokens=batch_tokens, label_tokens=label_tokens, seq=seq,
+                         lora_r=lora_r if method == "lora" else None, checkpointing=checkpointing,
+                         runtime_bytes=RUNTIME_BYTES)
+    return seconds, sum(parts.values()) / 2**30
 
 
 @dataclass
@@ -136,7 +143,7 @@ def recommend(*, samples: int, domain_loss_tokens: int, mean_tokens: float, comp
     memory_only = Calibration(gflops=1.0, spread=0.0, overhead_s_per_layer_pass=0.0, trials=0, threads=1, layer="",
                               key="")
     while batch > 1 and estimate(shape, method=method, work=Work(), batch_tokens=int(batch * computed_per_sample),
-                                 cal=memory_only)[1] > budget:
+                                 cal=memory_only, lora_r=r, seq=seq_len)[1] > budget:
         batch //= 2
         accum *= 2
     reasons.append(f"batch {batch} × grad_accum {accum} fits {budget:.1f} GB")
@@ -150,7 +157,7 @@ def recommend(*, samples: int, domain_loss_tokens: int, mean_tokens: float, comp
     if hw.calibration is None:
         raise ValueError("recommend needs hw.calibration (detect_hardware(config=...))")
     secs, peak = estimate(shape, method=method, work=work, batch_tokens=int(batch * computed_per_sample),
-                          cal=hw.calibration)
+                          cal=hw.calibration, lora_r=r, seq=seq_len)
     reasons.append(f"time at the calibrated rate: {hw.calibration.describe()}")
     return Plan(hw, model, method, r, lr, epochs, seq_len, batch, accum, ratio, steps, computed, round(secs, 1),
                 round(peak, 2), reasons)
@@ -226,7 +233,7 @@ def plan_from_sources(recipe, refresh: bool = False) -> tuple[Plan, list[str]]:
 def format_plan(plan: Plan) -> str:
     d = asdict(plan)
     hw = d.pop("hardware")
-    cal = hw.pop("calibration")
+    hw.pop("calibration")
     lines = [f"hardware: {hw}"]
     if plan.hardware.calibration:
         lines.append(f"calibration: {plan.hardware.calibration.describe()}")
@@ -250,13 +257,25 @@ def estimate_recipe(recipe, steps: int | None = None, hw: Hardware | None = None
     steps = steps or max(1, len(batches) // cfg.grad_accum)
     used = [batches[i % len(batches)] for i in range(steps * cfg.grad_accum)]
     shape = model_shape(config)
-    lora = 0
-    if cfg.method == "lora":  # r·(in+out) per adapted linear, 7 linears per layer
-        d, ff = shape["hidden"], config["intermediate_size"]
-        lora = shape["layers"] * cfg.lora_r * (4 * 2 * d + 3 * (d + ff))
     work = sum((batch_work(b, cfg.prompt_grad) for b in used), Work())
     secs, peak = estimate(shape, method=cfg.method, work=work, batch_tokens=max(b.computed_tokens for b in used),
-                          cal=hw.calibration, lora_params=lora)
+                          cal=hw.calibration, lora_r=cfg.lora_r, label_tokens=max(b.n_labels for b in used),
+                          checkpointing=cfg.gradient_checkpointing,
+                          seq=max(len(b.prefix) + max(len(r) for r in b.rows) for b in used))
     return {"steps": steps, "computed_tokens": sum(b.computed_tokens for b in used), "seconds": round(secs, 2),
             "peak_gb": round(peak, 3), "gflops": hw.calibration.gflops, "spread": hw.calibration.spread,
             "overhead_s_per_layer_pass": hw.calibration.overhead_s_per_layer_pass}
+
+
+def size_report(*, tokens: int = 1_000_000, seq: int = 1024, batch_tokens: int = 4096, label_fraction: float = 0.25,
+                threads: int | None = None, refresh: bool = False) -> str:
+    """`hearth plan --sizes`: training/sizing.py's table for this machine (its CPU rate calibrated
+    with SmolLM2-135M's layer, cached like every calibration)."""
+    from .sizing import format_table, size_table
+
+    hw = detect_hardware(SMOLLM2_135M, threads=threads, refresh=refresh)
+    cpu = f"this CPU ({hw.cores} cores, {hw.ram_gb:g} GB)"
+    rows = size_table(hw.calibration, cpu_name=cpu, cpu_memory_gb=hw.ram_gb, tokens=tokens, seq=seq,
+                      batch_tokens=batch_tokens, label_fraction=label_fraction)
+    return format_table(rows, tokens=tokens, seq=seq, batch_tokens=batch_tokens, label_fraction=label_fraction,
+                        cal=hw.calibration)

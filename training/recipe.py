@@ -81,6 +81,21 @@ class TrainConfig(BaseModel):
     threads: int | None = Field(None, ge=1, description="torch CPU threads (default: all cores this process may use).")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA if present (bf16), else CPU (fp32).")
     seed: int = Field(0, description="Seed of the adapter initialisation.")
+    gradient_checkpointing: bool = Field(False, description="Keep only each layer's input for backward and recompute the "
+                                         "rest (activation memory ~layers x smaller; +2·N FLOPs per token, ~50% more for LoRA). Needs "
+                                         "share_prefix: false (a shared-prefix KV cache cannot be recomputed).")
+    quantize_base: Literal["nf4"] | None = Field(None, description="QLoRA: the frozen base in 4-bit NF4 (bitsandbytes, "
+                                                 "CUDA only; method lora). Weights take ~0.26x their bf16 memory.")
+
+    @model_validator(mode="after")
+    def _check_memory_options(self) -> "TrainConfig":
+        if self.gradient_checkpointing and self.share_prefix:
+            raise ValueError("train.gradient_checkpointing recomputes each layer during backward, which the shared-"
+                             "prefix KV cache of share_prefix: true cannot go through: set train.share_prefix: false")
+        if self.quantize_base and self.method != "lora":
+            raise ValueError(f"train.quantize_base: {self.quantize_base} freezes a 4-bit base for LoRA: set "
+                             f"train.method: lora (it is {self.method})")
+        return self
 
 
 class ExportConfig(BaseModel):
@@ -89,6 +104,8 @@ class ExportConfig(BaseModel):
     quant_types: list[str] = Field(default_factory=lambda: ["Q8_0", "Q4_K_M"], description="llama.cpp quantizations to produce.")
     check_prompts: int = Field(8, ge=1, description="Held-out prompts used to compare each quantization with f16.")
     serve_quant: str = Field("Q8_0", description="Quantization registered for `hearth serve`.")
+    tokenizer_pre: str | None = Field(None, description="BPE pre-tokenizer name (e.g. llama-bpe, qwen2) for a vocabulary "
+                                      "llama.cpp's converter does not recognise (as `hearth export --tokenizer-pre`).")
 
 
 class EvalConfig(BaseModel):

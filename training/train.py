@@ -193,7 +193,8 @@ def train(recipe: Recipe, *, resume: bool = False, progress: bool = True, stop_a
     import torch
     from tqdm import tqdm
 
-    from .model import add_lora, count_params, load_model, load_tokenizer, pick_device
+    from .model import add_lora, count_params, load_for_training, load_tokenizer, pick_device
+    from .precision import amp_for, choose
 
     cfg = recipe.train
     run = recipe.run_dir()
@@ -205,22 +206,27 @@ def train(recipe: Recipe, *, resume: bool = False, progress: bool = True, stop_a
     torch.set_num_threads(cfg.threads or max(1, len(os.sched_getaffinity(0)) // world))
     torch.manual_seed(cfg.seed)
     device, dtype = pick_device(cfg.device)
+    # QLoRA without CUDA or bitsandbytes fails here, before any model loads (training/precision.py).
+    precision = choose(device.type, bf16=dtype == torch.bfloat16, method=cfg.method, quantize_base=cfg.quantize_base)
     acc = accelerator_for(device, dtype) if world > 1 else None
+    if acc is None:  # one process: frozen weights in half precision, trainable ones fp32, autocast
+        dtype = getattr(torch, precision.frozen_dtype)
     device = acc.device if acc else device  # cuda:<local rank> under several GPUs
     main = acc.is_main_process if acc else True  # the only process that writes files
     # A GGUF base is dequantized into a cache folder once: by main, before the others read it.
     with acc.main_process_first() if acc else contextlib.nullcontext():
         tokenizer = load_tokenizer(recipe.base_model)
     pad_id = tokenizer.pad_token_id
-    model = load_model(recipe.base_model, device=device, dtype=dtype)
+    model = load_for_training(recipe.base_model, cfg, device=device, dtype=dtype, precision=precision)
     if cfg.method == "lora":
         model = add_lora(model, cfg)
     model.train()
     total_params, trainable = count_params(model)
     params = [p for p in model.parameters() if p.requires_grad]
-    if acc and acc.mixed_precision == "fp16":  # the loss scaler refuses fp16 gradients: fp32 master
-        for p in params:                       # weights (peft already keeps LoRA weights in fp32)
+    if (acc and acc.mixed_precision == "fp16") or (not acc and precision.autocast):  # the loss scaler refuses
+        for p in params:  # fp16 gradients, AdamW wants fp32 moments: fp32 master weights (peft's LoRA already is)
             p.data = p.data.float()
+    amp = amp_for(precision, device.type)  # CPU: plain backward and step; CUDA: autocast (+ GradScaler for fp16)
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.999))
     # `model` stays the plain (peft) model, for checkpoints and the adapter; `step_loss` is the
     # DDP-wrapped loss that shares its parameters. The lr is set on the optimizer each step (lr_at),
@@ -254,6 +260,7 @@ def train(recipe: Recipe, *, resume: bool = False, progress: bool = True, stop_a
         write_json(run / "train_config.json", {"recipe": recipe.model_dump(), "total_steps": total_steps,
                                                "steps_per_epoch": steps_per_epoch, "params": total_params,
                                                "trainable_params": trainable, "device": str(device),
+                                               "precision": precision.describe(),
                                                "processes": world})
     if acc:
         acc.wait_for_everyone()  # every process has read the checkpoint before main writes the next
@@ -282,11 +289,14 @@ def train(recipe: Recipe, *, resume: bool = False, progress: bool = True, stop_a
             else:
                 loss_sum = 0.0
                 for b in group:
-                    loss, _ = batch_loss(model, b, device, pad_id, cfg.prompt_grad)
-                    (loss / n_tokens).backward()  # one division per step: accumulation == big batch
+                    with amp.autocast():
+                        loss, _ = batch_loss(model, b, device, pad_id, cfg.prompt_grad)
+                    amp.backward(loss / n_tokens)  # one division per step: accumulation == big batch
                     loss_sum += float(loss.detach())
-                torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-            optimizer.step()
+            if acc:
+                optimizer.step()
+            else:
+                amp.step(optimizer, params, cfg.grad_clip)  # clip (fp16: unscaled first), then step
             optimizer.zero_grad(set_to_none=True)
             dt = time.perf_counter() - t0
             seen = sum(b.sample_tokens for b in group)

@@ -87,6 +87,9 @@ class EngineStats:
     queue_depth: int = 0
     prefix_cache_hits: int = 0
     prefix_cache_lookups: int = 0
+    # KV cells held by running sequences (computed, or prompt scheduled to be) / all KV cells, 0-1.
+    # Idle slots' cached prefixes are not counted: a new request may evict them.
+    kv_cache_usage: float = 0.0
     extra: dict[str, float] = field(default_factory=dict)
 
 

@@ -21,6 +21,7 @@ class Job:
     outbox: "Outbox"
     enqueued_at: float = field(default_factory=time.perf_counter)
     cancelled: bool = False
+    client: str = ""  # the API key id it runs for: the scheduler takes turns between keys
 
     def emit(self, event) -> None:
         self.outbox.append((self, event))

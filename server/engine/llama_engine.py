@@ -23,6 +23,7 @@ from llama_cpp import _logger as llama_log
 from llama_cpp._internals import LlamaModel
 
 from ..errors import ContextLengthExceeded, EngineFailure, HearthError
+from .adapters import load_lora, set_loras
 from .base import EngineStats, FinishEvent, GenerationEvent, GenerationRequest
 from .kernel_check import short_prompt_cuts_are_exact
 from .scheduler import Scheduler
@@ -48,6 +49,7 @@ class LlamaEngine:
         chat_template: str | None = None,
         lora_path: str | None = None,
         lora_scale: float = 1.0,
+        base: LlamaEngine | None = None,
         verbose: bool = False,
     ):
         t0 = time.perf_counter()
@@ -57,12 +59,20 @@ class LlamaEngine:
         self.path = str(path)
         self.n_ctx = n_ctx
         self._n_threads = n_threads
-        model_params = llama_cpp.llama_model_default_params()
-        model_params.n_gpu_layers = n_gpu_layers
-        try:
-            self._model = LlamaModel(path_model=self.path, params=model_params, verbose=verbose)
-        except (ValueError, OSError) as exc:
-            raise HearthError(f"could not load model {name!r} from {self.path}: {exc}") from exc
+        # `base`: share that engine's llama_model (its weights, loaded once) with a context of our own,
+        # e.g. for a LoRA adapter served as its own model (server/engine/adapters.py). The base
+        # engine owns the weights and closes its sharers before freeing them.
+        self._sharers: list[LlamaEngine] = []
+        self._owns_model = base is None
+        if base is not None:
+            self._model = base._model
+        else:
+            model_params = llama_cpp.llama_model_default_params()
+            model_params.n_gpu_layers = n_gpu_layers
+            try:
+                self._model = LlamaModel(path_model=self.path, params=model_params, verbose=verbose)
+            except (ValueError, OSError) as exc:
+                raise HearthError(f"could not load model {name!r} from {self.path}: {exc}") from exc
         self._vocab = self._model.vocab
         self.n_vocab = self._model.n_vocab()
         self._pieces: dict[int, bytes] = {}  # token -> bytes, filled as tokens are generated
@@ -87,13 +97,19 @@ class LlamaEngine:
         if not self._ctx:
             raise HearthError(f"could not create a llama.cpp context for {name!r} (n_ctx={n_ctx * n_slots})")
         self._lora = None
+        self.adapter: dict | None = None  # the LoRA adapter on this context, for /v1/models
         if lora_path:
-            self._lora = llama_cpp.llama_adapter_lora_init(self._model.model, str(lora_path).encode())
-            if not self._lora:
-                raise HearthError(f"could not load LoRA adapter {lora_path}")
-            adapters = (llama_cpp.llama_adapter_lora_p_ctypes._type_ * 1)(self._lora)
-            scales = (llama_cpp.ctypes.c_float * 1)(lora_scale)
-            llama_cpp.llama_set_adapters_lora(self._ctx, adapters, 1, scales)
+            try:
+                self._lora, meta = load_lora(self._model.model, lora_path, model_name=name,
+                                             model_arch=self.metadata.get("general.architecture"))
+                set_loras(self._ctx, [self._lora], [lora_scale])
+            except HearthError:
+                llama_cpp.llama_free(self._ctx)
+                if self._owns_model:
+                    self._model.close()
+                raise
+            self.adapter = {"path": str(lora_path), "scale": lora_scale, "alpha": float(meta.get("alpha", 0)),
+                            "base_model": base.name if base is not None else None}
 
         template = chat_template or self.metadata.get("tokenizer.chat_template") or CHATML_TEMPLATE
         self.template = ChatTemplate(
@@ -124,6 +140,8 @@ class LlamaEngine:
         self._embed_ctx = None
         self._embed_lock = threading.Lock()
         self.load_seconds = time.perf_counter() - t0
+        if base is not None:
+            base._sharers.append(self)
 
     def _short_cuts_exact(self) -> bool:
         probe = self.tokenize(self.template.render(
@@ -239,10 +257,13 @@ class LlamaEngine:
             queue_depth=s.queue_depth,
             prefix_cache_hits=s.prefix_hits,
             prefix_cache_lookups=s.prefix_lookups,
+            kv_cache_usage=s.kv_cache_usage,
             extra={"prefix_cache_reused_tokens": float(s.reused_tokens)},
         )
 
     def close(self) -> None:
+        for sharer in self._sharers:  # contexts on these weights go before the weights
+            sharer.close()
         with contextlib.suppress(Exception):
             self._scheduler.close()
         if self._embed_ctx:
@@ -251,4 +272,5 @@ class LlamaEngine:
         if self._ctx:
             llama_cpp.llama_free(self._ctx)
             self._ctx = None
-        self._model.close()
+        if self._owns_model:
+            self._model.close()

@@ -20,6 +20,13 @@ thread, through `call`: with llama.cpp's OpenMP build, each thread that decodes 
 OpenMP worker team; once the teams' threads outnumber the cores, libgomp throttles its
 spin-waits, and single-stream decode fell from 50 to 20 tok/s on 2 cores after one decode on
 the main thread (measured on an AVX-512 Xeon VM).
+
+Fairness between API keys: a job carries the key id of the request that submitted it
+(server/keys.py's context variable). A free slot goes to the waiting job whose key has the
+fewest slots running, ties to the key served least recently, oldest job first within a key: keys
+take turns, so one key's flood waits behind its own requests. And a key with nothing in the engine
+is never refused for a full queue (the queue may then exceed max_queue by one job per such key),
+so a flood cannot lock other keys out. With no keys configured every job is one key's: FIFO.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ from typing import Callable
 import llama_cpp
 
 from ..errors import EngineFailure, HearthError, Overloaded
+from ..keys import current_key_id
 from .base import FinishEvent, GenerationRequest, TokenEvent, TopLogprob
 from .batch import BatchEntry, fill_batch
 from .jobs import Job, Outbox
@@ -79,6 +87,8 @@ class Scheduler:
         self._token_text = token_text
         self.slots = [Slot(seq_id=i) for i in range(n_slots)]
         self._waiting: collections.deque[Job] = collections.deque()
+        self._turns = 0  # jobs taken off the queue so far
+        self._last_turn: dict[str, int] = {}  # key id -> the turn its last job was taken at
         self._calls: collections.deque[tuple[Callable, concurrent.futures.Future]] = collections.deque()
         self._cv = threading.Condition()
         self._running = True
@@ -93,10 +103,11 @@ class Scheduler:
     # -- called from the event loop -------------------------------------------------------
 
     def submit(self, request: GenerationRequest) -> Job:
-        job = Job(request=request, loop=asyncio.get_running_loop(), queue=asyncio.Queue(), outbox=self._outbox)
+        job = Job(request=request, loop=asyncio.get_running_loop(), queue=asyncio.Queue(), outbox=self._outbox,
+                  client=current_key_id.get())
         with self._cv:
             free = sum(1 for s in self.slots if s.job is None)
-            if len(self._waiting) - free >= self._max_queue:
+            if len(self._waiting) - free >= self._max_queue and self._holds(job.client):
                 raise Overloaded(
                     f"the server is busy: {len(self._waiting)} requests already wait for a slot; retry shortly",
                     retry_after=1,
@@ -104,6 +115,11 @@ class Scheduler:
             self._waiting.append(job)
             self._cv.notify()
         return job
+
+    def _holds(self, client: str) -> bool:
+        """Whether `client` has a job waiting or running (call with the lock held)."""
+        return any(j.client == client for j in self._waiting) or any(
+            s.job is not None and s.job.client == client for s in self.slots)
 
     def submit_call(self, fn: Callable[[], object]) -> concurrent.futures.Future:
         """Runs `fn()` on the engine thread between two steps; the future holds its result."""
@@ -133,6 +149,13 @@ class Scheduler:
     @property
     def slots_in_use(self) -> int:
         return sum(1 for s in self.slots if s.job is not None)
+
+    @property
+    def kv_cache_usage(self) -> float:
+        """Fraction of the KV cells (n_ctx per slot) that running sequences hold or are about to
+        fill with their prompt; read from the event loop while the worker runs (len() is atomic)."""
+        used = sum(len(s.cached) + len(s.pending) for s in list(self.slots) if s.job is not None)
+        return min(1.0, used / (len(self.slots) * self._n_ctx_per_seq))
 
     def close(self) -> None:
         with self._cv:
@@ -188,7 +211,7 @@ class Scheduler:
             idle = [s for s in self.slots if s.job is None]
             if not idle:
                 return
-            job = self._waiting.popleft()
+            job = self._next_waiting()
             if job.cancelled:
                 continue
             try:
@@ -200,6 +223,20 @@ class Scheduler:
                 for slot in idle:
                     if slot.job is job:
                         self._release(slot, keep_cache=False)
+
+    def _next_waiting(self) -> Job:
+        """Takes the next job off the queue: keys take turns (see the module's note)."""
+        if len({j.client for j in self._waiting}) > 1:
+            running = collections.Counter(s.job.client for s in self.slots if s.job is not None)
+            i = min(range(len(self._waiting)), key=lambda i: (
+                running[self._waiting[i].client], self._last_turn.get(self._waiting[i].client, -1), i))
+            job = self._waiting[i]
+            del self._waiting[i]
+        else:
+            job = self._waiting.popleft()
+        self._turns += 1
+        self._last_turn[job.client] = self._turns
+        return job
 
     def _place(self, job: Job, idle: list[Slot], final_count: int) -> None:
         prompt = list(job.request.prompt_tokens)

@@ -114,9 +114,13 @@ class SqlResponse(BaseModel):
     database: str
     dialect: str
     question: str
-    status: Literal["ok", "unanswerable", "rejected", "execution_error", "timeout"] = Field(
+    status: Literal["ok", "unanswerable", "rejected", "execution_error", "too_costly", "query_timeout",
+                    "timeout"] = Field(
         description="ok: valid SQL (and rows when executed); unanswerable: the model said the schema "
         "cannot answer; rejected: no attempt passed validation; execution_error: no valid attempt ran; "
+        "too_costly: the last attempt passed validation but the database's planner costs it above its "
+        "max_query_cost, so it did not run; query_timeout: the last attempt passed validation but ran past the "
+        "database's statement_timeout_s; "
         "timeout: sql.generation_timeout_s ran out before an attempt passed."
     )
     sql: str | None = Field(description="Final SQL, regenerated from the validated AST.")

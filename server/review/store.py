@@ -14,6 +14,8 @@ was acknowledged survives a crash, a restart or a power cut. Each call opens its
 
 from __future__ import annotations
 
+import os
+import resource
 import sqlite3
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -66,6 +68,23 @@ class Grade:
     score: int
     comment: str
     updated_at: str
+
+
+def why_not_written(path: Path, exc: sqlite3.Error) -> str:
+    """What stopped a write to the store at `path`, for the person who must make room. SQLite says
+    "database or disk is full" on ENOSPC but "disk I/O error" on a file-size limit (EFBIG)."""
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    files = [p for p in (path, path.with_name(path.name + "-wal")) if p.exists()]
+    if limit != resource.RLIM_INFINITY and any(p.stat().st_size >= limit for p in files):
+        return f"{path} reached the process's file-size limit ({limit} bytes, ulimit -f) ({exc})"
+    try:
+        stat = os.statvfs(path.parent)
+        free = stat.f_bavail * stat.f_frsize
+    except OSError:
+        free = None
+    if free is not None and free < (1 << 20):
+        return f"the disk holding {path} is full ({free} bytes free) ({exc})"
+    return f"review store {path}: {exc}"
 
 
 def clean_reviewer(name: str) -> str:

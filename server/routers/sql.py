@@ -6,7 +6,7 @@ rule; see server/protocol/sql.py. Errors use OpenAI's shape like every other rou
 
 from fastapi import APIRouter, Depends, Request
 
-from ..dependencies import model_pool, require_api_key, sql_service
+from ..dependencies import audit_log, model_pool, require_api_key, sql_service
 from ..protocol.openai import ErrorResponse
 from ..protocol.sql import DatabaseInfo, DatabaseList, SqlRequest, SqlResponse, ValidateRequest, ValidateResponse
 
@@ -36,14 +36,19 @@ SQL_TOOL = {
 
 @router.post("", response_model=SqlResponse, summary="Answer a question with validated, read-only SQL")
 async def generate_sql(body: SqlRequest, request: Request, service=Depends(sql_service),
-                       pool=Depends(model_pool)) -> SqlResponse:
-    return await service.generate(body, pool, request.is_disconnected)
+                       pool=Depends(model_pool), audit=Depends(audit_log)) -> SqlResponse:
+    async with audit.sql_request(request, "/v1/sql", body) as entry:  # one audit line (server/audit.py)
+        entry.answer = await service.generate(body, pool, request.is_disconnected)
+    return entry.answer
 
 
 @router.post("/validate", response_model=ValidateResponse,
              summary="Check caller-written SQL with the same rules (200 with valid=false when rejected)")
-async def validate_sql(body: ValidateRequest, service=Depends(sql_service)) -> ValidateResponse:
-    return await service.validate(body)
+async def validate_sql(body: ValidateRequest, request: Request, service=Depends(sql_service),
+                       audit=Depends(audit_log)) -> ValidateResponse:
+    async with audit.sql_request(request, "/v1/sql/validate", body) as entry:  # when it executes
+        entry.answer = await service.validate(body)
+    return entry.answer
 
 
 @router.get("/databases", response_model=DatabaseList, summary="Configured databases and their schemas")

@@ -16,6 +16,7 @@ from llama_cpp.llama_grammar import JSON_GBNF, json_schema_to_gbnf
 
 from ..engine.base import Engine, FinishEvent, GenerationRequest, SamplingParams, TokenEvent
 from ..errors import ContextLengthExceeded, InvalidRequest, UnsupportedParameter
+from ..limits import charge_tokens
 from ..metrics import Metrics
 from ..protocol.openai import ResponseFormat, SamplingFields
 
@@ -103,6 +104,8 @@ async def stream_events(
         async for event in events:
             if isinstance(event, TokenEvent) and first is None:
                 first = time.perf_counter()
+            if isinstance(event, FinishEvent):  # to the API key's tokens per minute (server/limits.py)
+                charge_tokens(event.prompt_tokens + event.completion_tokens)
             if isinstance(event, FinishEvent) and metrics is not None:
                 decode = time.perf_counter() - (first or started)
                 metrics.record_generation(

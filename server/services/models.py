@@ -43,6 +43,8 @@ class ModelPool:
                 if hasattr(engine, attr):
                     meta[attr] = getattr(engine, attr)
             meta["aliases"] = sorted(a for a, target in self._aliases.items() if target == name)
+            if getattr(engine, "adapter", None):  # a LoRA adapter; with a base_model, on that model's weights
+                meta["adapter"] = engine.adapter
             cards.append(ModelCard(id=name, created=self._created, meta=meta))
         return ModelList(data=cards)
 

@@ -7,12 +7,13 @@ creates the file. SQLite calls run in a worker thread; they take well under a mi
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import threading
 from pathlib import Path
 
-from ..errors import InvalidRequest
+from ..errors import InvalidRequest, ServiceUnavailable
 from ..protocol.review import Grade, GradeRequest, ReviewItem, ReviewItemList
-from ..review.store import ReviewStore, clean_reviewer
+from ..review.store import ReviewStore, clean_reviewer, why_not_written
 from ..settings import ReviewSettings
 
 
@@ -51,6 +52,8 @@ class ReviewService:
             saved = self.store.put_grade(item_id, body.reviewer, body.score, body.comment)
         except ValueError as exc:  # the schema checks first; this is the store's own guard
             raise InvalidRequest(str(exc)) from None
+        except sqlite3.OperationalError as exc:  # rolled back: the store holds what it held before
+            raise ServiceUnavailable(f"the grade was not saved: {why_not_written(self.path, exc)}") from None
         return Grade(**vars(saved))
 
     async def items(self, reviewer: str) -> ReviewItemList:

@@ -21,7 +21,7 @@ import logging
 import time
 
 from ..engine.base import GenerationRequest, SamplingParams
-from ..errors import ContextLengthExceeded, HearthError, InvalidRequest
+from ..errors import ContextLengthExceeded, HearthError, InvalidRequest, QueryTimeout, QueryTooCostly
 from ..metrics import Metrics
 from ..protocol.sql import (
     Attempt,
@@ -42,6 +42,7 @@ from ..sql.settings import SqlSettings
 from ..sql.baseline import TemplateBaseline
 from ..sql.choice import ScoredCandidate, by_likelihood
 from ..sql.connections import Database, DatabaseRegistry
+from ..sql.cost import limit_for
 from ..sql.execute import execute_readonly
 from ..sql.grammar import sql_grammar
 from ..sql.grounding import Grounding
@@ -237,9 +238,23 @@ class SqlService:
         if not execute:
             return "ok", report, None, None
         t0 = time.perf_counter()
+        # Generated SQL that cannot finish is the model's error, not the server's: a query the
+        # planner costs above max_query_cost, or one that runs past the statement timeout, is a
+        # failed attempt fed back for correction. An outage propagates (503).
+        max_cost = limit_for(database.dialect, database.config.max_query_cost)
         try:
-            result = await self._execute(database, report, max_rows)
-        except InvalidRequest as exc:  # the database refused it; a timeout or outage propagates
+            result = await self._execute(database, report, max_rows, max_cost=max_cost)
+        except QueryTooCostly as exc:
+            timings.execution_ms += _ms(t0)
+            attempt.stage, attempt.failed_rule, attempt.error = "execution", "query_cost", exc.message
+            return "too_costly", None, None, exc.message + "; check the join conditions"
+        except QueryTimeout:
+            timings.execution_ms += _ms(t0)
+            limit = database.config.statement_timeout_s
+            attempt.stage, attempt.failed_rule = "execution", "statement_timeout"
+            attempt.error = f"the query ran past the statement timeout ({limit:g} s) and was cancelled"
+            return "query_timeout", None, None, attempt.error + "; check the join conditions"
+        except InvalidRequest as exc:  # the database refused it
             timings.execution_ms += _ms(t0)
             attempt.stage, attempt.error = "execution", exc.message
             return "execution_error", None, None, exc.message
@@ -285,11 +300,12 @@ class SqlService:
         cap = database.config.max_rows
         return min(requested, cap) if requested else cap
 
-    async def _execute(self, database: Database, report: ValidationReport, max_rows: int | None) -> QueryRows:
+    async def _execute(self, database: Database, report: ValidationReport, max_rows: int | None,
+                       max_cost: float | None = None) -> QueryRows:
         assert report.valid and report.sql is not None  # nothing unvalidated reaches a database
         rows = self._max_rows(database, max_rows)
         result = await asyncio.to_thread(execute_readonly, database, report.sql, max_rows=rows,
-                                         timeout_s=database.config.statement_timeout_s)
+                                         timeout_s=database.config.statement_timeout_s, max_cost=max_cost)
         return QueryRows(**result.to_dict())
 
     def _count_validation(self, database: Database, report: ValidationReport) -> None:

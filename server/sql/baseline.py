@@ -31,7 +31,7 @@ import sqlglot
 from sqlglot import exp
 
 from server.sql.canonical import sql_skeleton
-from server.sql.mentions import Mention, ValueIndex, mentions, norm
+from server.sql.mentions import Mention, ValueIndex, is_month_word, mentions, norm
 from server.sql.prompt import Example
 from server.sql.retrieval import ExampleIndex, words
 
@@ -44,12 +44,18 @@ _BOUND_WORDS = frozenset(words("at least most more fewer less greater over under
                                "last bottom up to or"))
 
 
+# A number the new question repeats is most likely the same slot ("rated 2 or higher" in both),
+# worth this many shared context words: two-word windows often reach the other number's words.
+_SAME_VALUE = 2
+
+
 def _pair_numbers(old: list[Mention], new: list[Mention]) -> dict[int, int]:
     """Old number i → new number j: by shared context words first ("within 30 days" ↔ "within
-    7 days", whatever the order the questions mention them in), then by order of mention. A weak
+    7 days", whatever the order the questions mention them in; a repeated value counts as
+    _SAME_VALUE words), then by order of mention. A weak
     number word ("at least one customer") takes a slot only where the two share a word of what
     they count."""
-    scored = sorted(((len(o.context & n.context), -abs(i - j), i, j)
+    scored = sorted(((len(o.context & n.context) + _SAME_VALUE * (o.value == n.value), -abs(i - j), i, j)
                      for i, o in enumerate(old) for j, n in enumerate(new)
                      if not (o.weak or n.weak) or (o.context & n.context) - _BOUND_WORDS), reverse=True)
     pairs: dict[int, int] = {}
@@ -153,6 +159,14 @@ class TemplateBaseline:
             return
         raw = {id(ex): score for score, ex in plain}
         masked = self.masked.scored(question, len(self.examples))
+        import os
+        mode = os.environ.get("HEARTH_EXP_RANK")
+        if mode:
+            w = float(mode)
+            m = {id(ex): score for score, ex in masked}
+            both = sorted(plain, key=lambda se: -(w * m.get(id(se[1]), 0.0) + (1 - w) * se[0]))
+            yield from both
+            return
         seen: set[int] = set()
         for a, b in zip(plain, masked):
             for _, ex in (a, b):
@@ -202,7 +216,8 @@ def _unused(tree: exp.Expression, new: list[Mention], question: str) -> tuple[in
         if m.kind == "string":
             missing = not ({norm(str(m.value))} | {norm(v) for v, _, _ in m.hits}) & strings
             key = norm(str(m.value))
-            words += missing and not m.quoted and " " not in key and bool(re.search(rf"\b{re.escape(key)}\b", question))
+            words += (missing and not m.quoted and " " not in key and not _proper_name(m)
+                      and bool(re.search(rf"\b{re.escape(key)}\b", question)))
         elif m.kind == "number":
             missing = not {m.value, m.value * m.scale} & numbers
             words += missing and m.weak
@@ -213,6 +228,16 @@ def _unused(tree: exp.Expression, new: list[Mention], question: str) -> tuple[in
             missing = m.value[0] not in years and m.value[0] + 1 not in years
         count += missing
     return count, words
+
+
+def _proper_name(mention: Mention) -> bool:
+    """The database stores the value as a name ('Belgium', 'Atlanta'), not as a code word
+    ('shipped', 'online'): typed in lower case ("custmers in belgium by segment") it is still a
+    value the question asks about, never a plain word a template may leave out."""
+    if is_month_word(str(mention.value)):  # "order count for jan 2023": a month, whoever is called Jan
+        return False
+    stored = [value for value, _, _ in mention.hits] or [str(mention.value)]
+    return any(v[:1].isupper() and not v.isupper() for v in stored)
 
 
 def _day(match: re.Match) -> date | None:

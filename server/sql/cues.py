@@ -56,15 +56,23 @@ def _words(*alternatives: str) -> re.Pattern:
     return re.compile(r"\b(" + "|".join(alternatives) + r")\b", re.I)
 
 
+_UNITS = r"(\w+ ){0,4}(units|items|pieces|copies|boxes|cases|packs)\b"
+_NOT_UNITS = r"(?! " + _UNITS + r")"
+_NOT_BOUND = r"(?<!\bat )(?<!\bat the )(?<!\bat the very )"
+
 CUES: tuple[Cue, ...] = (
-    Cue("count", _words("how many", "number of", "count", "counts", "how often", "how frequently", "frequency"),
+    Cue("count", _words("how many" + _NOT_UNITS, "number of" + _NOT_UNITS, "count", "counts", "how often",
+                        "how frequently", "frequency"),
         lambda t: _has(t, exp.Count)),
+    # "How many units did we sell" adds quantities up; "how many customers" counts rows.
+    Cue("quantity", _words(r"(how many|number of) " + _UNITS), lambda t: _has(t, exp.Sum, exp.Count)),
     Cue("average", _words("average", "mean", "avg"), lambda t: _has(t, exp.Avg)),
-    Cue("sum", _words("sum", "total amount", "total value", "total revenue", "in total", "altogether"),
+    Cue("sum", _words("sum", "total", "totals", "in total", "altogether"),
         lambda t: _has(t, exp.Sum, exp.Count)),
-    Cue("most", _words("most", "highest", "largest", "biggest", "greatest", "top", "maximum", "max",
+    # "at least 8 products" and "at most 3" are bounds (HAVING, WHERE), not superlatives.
+    Cue("most", _words(_NOT_BOUND + "most", "highest", "largest", "biggest", "greatest", "top", "maximum", "max",
                        "most expensive", "latest", "newest", "most recent", "best"), _wants_max),
-    Cue("least", _words("least", "lowest", "fewest", "smallest", "cheapest", "minimum", "min", "earliest",
+    Cue("least", _words(_NOT_BOUND + "least", "lowest", "fewest", "smallest", "cheapest", "minimum", "min", "earliest",
                         "oldest", "worst", "bottom"), _wants_min),
     Cue("group", _words("each", "per", "for every", "by each", "breakdown", "broken down"),
         lambda t: _top(t).args.get("group") is not None),

@@ -28,8 +28,9 @@ from dataclasses import asdict, dataclass
 from decimal import Decimal
 from typing import Any
 
-from server.errors import QueryTimeout
+from server.errors import QueryTimeout, QueryTooCostly
 from server.sql.connections import Database
+from server.sql.cost import estimate_cost
 from server.sql.readonly import ReadOnlySession
 
 
@@ -45,13 +46,23 @@ class QueryResult:
         return asdict(self)
 
 
-def execute_readonly(database: Database, sql: str, *, max_rows: int, timeout_s: float) -> QueryResult:
-    """Run `sql` read-only; raises QueryTimeout, DatabaseUnavailable, InvalidRequest or HearthError."""
+def execute_readonly(database: Database, sql: str, *, max_rows: int, timeout_s: float,
+                     max_cost: float | None = None) -> QueryResult:
+    """Run `sql` read-only; raises QueryTimeout, DatabaseUnavailable, InvalidRequest or HearthError.
+
+    With `max_cost`, the engine's plan is asked first (server/sql/cost.py) and a query estimated
+    above it raises QueryTooCostly without running."""
     if max_rows < 0:
         raise ValueError("max_rows must be >= 0")
     limit = max_rows + 1  # one extra row tells whether there were more
     with database.readonly(timeout_s) as session:
         session.reset_on_return()
+        if max_cost is not None:
+            cost = estimate_cost(session, sql)
+            if cost > max_cost:
+                raise QueryTooCostly(f"the database estimates this query's cost at {cost:.3g}, above the limit of "
+                                     f"{max_cost:.3g} (max_query_cost of database '{database.name}'): a join "
+                                     "condition is probably missing or always true", cost=cost)
         started = time.perf_counter()
         if session.flavour == "postgres":
             columns, raw = _run_postgres(session, sql, limit)

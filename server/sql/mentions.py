@@ -156,6 +156,11 @@ class Mention:
         return {column for _, _, column in self.hits}
 
 
+def is_month_word(word: str) -> bool:
+    """'jan', 'Sept', 'march': a month's name or abbreviation."""
+    return word.strip(".").lower() in _MONTHS
+
+
 def mentions(question: str, values: ValueIndex | None = None) -> list[Mention]:
     """Quoted strings, known database values, dates, month-year periods, years and numbers, in order."""
     size = max(len(question), 1)

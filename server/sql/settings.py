@@ -88,6 +88,17 @@ class DatabaseConfig(BaseModel):
         le=1_000_000,
         description="Most rows one query returns; more are cut off and flagged as truncated.",
     )
+    max_query_cost: float | None = Field(
+        default=None,
+        ge=0,
+        description=(
+            "Generated SQL whose cost the database's planner estimates above this is not run and is fed "
+            "back to the model as a failed attempt (server/sql/cost.py): PostgreSQL EXPLAIN's total cost, "
+            "MariaDB/MySQL EXPLAIN's rows multiplied over a join, SQLite's fully scanned rows multiplied over "
+            "nested loops. Unset: 1.5e5 on PostgreSQL (about a full scan of 10 million rows), 1e7 on the "
+            "others; 0: no check."
+        ),
+    )
     sample_values: int = Field(
         default=5,
         ge=0,

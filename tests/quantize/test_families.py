@@ -1,7 +1,12 @@
-"""llama.cpp's converter (hearth export) on tiny random models of each family llama.cpp serves.
+"""llama.cpp's converter (hearth export) on tiny random models with vocabularies it recognises or reads.
 
 Each model is built from a transformers config (no download): 2 layers of width 64, SmolLM2's
 tokenizer and chat template (the embedded GGUF's, as tests/training/conftest.py builds them).
+Every family through the whole pipeline (LoRA, merge, export, quantize, serve) is
+test_family_pipeline.py, on vocabularies trained there; here are the vocabularies a converter run
+meets otherwise: SmolLM2's, which it recognises by hash (llama), the same under Qwen2's rebuilt
+pre-tokenizer, which it refuses until named (qwen2), and a SentencePiece tokenizer.model
+(llama-spm).
 Each is exported to f16 GGUF through the converter (the llama one also to bf16 and q8_0), then:
 llama.cpp's next-token log-probabilities on a short prompt against transformers' (max abs
 difference < 0.05, the bound test_convert.py puts on the hand-written writer; f16 weights), the
@@ -38,11 +43,6 @@ SPM_VOCAB = 1000
 FAMILIES = {  # family: (config class, model class, extra config, tie embeddings)
     "llama": ("LlamaConfig", "LlamaForCausalLM", {}, True),
     "qwen2": ("Qwen2Config", "Qwen2ForCausalLM", {}, False),  # q/k/v biases, untied output; see the docstring
-    "qwen3": ("Qwen3Config", "Qwen3ForCausalLM", {"head_dim": 16}, True),  # q/k norms
-    "mistral": ("MistralConfig", "MistralForCausalLM", {"sliding_window": None}, False),
-    "gemma3": ("Gemma3TextConfig", "Gemma3ForCausalLM", {"head_dim": 16, "query_pre_attn_scalar": 16,
-                                                        "sliding_window": 512}, True),
-    "phi3": ("Phi3Config", "Phi3ForCausalLM", {}, False),  # fused qkv and gate_up projections
     # a SentencePiece vocabulary (tokenizer.model, as Llama 2 / Mistral 7B v0.1): the converter's other path
     "llama-spm": ("LlamaConfig", "LlamaForCausalLM", {"vocab_size": SPM_VOCAB}, False),
 }
@@ -65,9 +65,6 @@ def make_family_model(family: str, tokenizer_dir: Path, out: Path, seed: int = 0
         return sentencepiece_tokenizer(out)
     for f in tokenizer_dir.iterdir():
         shutil.copy(f, out / f.name)
-    if family == "phi3":  # the converter reads a Phi-3 vocabulary from tokenizer.model unless it is GPT-2 style
-        cfg = json.loads((out / "tokenizer_config.json").read_text())
-        (out / "tokenizer_config.json").write_text(json.dumps(cfg | {"tokenizer_class": "GPT2Tokenizer"}))
     return out
 
 
@@ -113,8 +110,6 @@ def test_family_exports_through_llama_cpp_converter(family, tokenizer_dir, tmp_p
         with pytest.raises(ValueError, match="does not recognise this tokenizer's pre-tokenizer"):
             export_gguf(hf, out)
         assert not out.parent.exists() or not list(out.parent.iterdir())
-    # general.name: llama.cpp gives Phi-3 token attributes by name ("phi3" in it) and then looks up
-    # "</s>", which SmolLM2's vocabulary lacks, so the name is neutral.
     manifest = export_gguf(hf, out, tokenizer_pre=pre, name="tiny-random")
     assert manifest["architecture"] == FAMILIES[family][1] and manifest["tokenizer_pre_forced"] == pre
     assert manifest["sha256"] == sha256_file(out) and json.loads(manifest_path(out).read_text()) == manifest

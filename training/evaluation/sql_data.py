@@ -6,6 +6,11 @@ cannot answer) and the `databases:` entries of a Hearth settings file. Ready-mad
 
   sample          the embedded sample's test split (server/sql/sample/pairs/test.jsonl); few-shot
                   examples and baseline index from its train split; `seen_shape` per item
+  sample_paraphrased       the same questions (same gold SQL, same database) reworded by hand the
+                  way people type them, not by the sample's question generator
+                  (server/sql/sample/paraphrased.jsonl), its `dev` part: what changes are judged on
+  sample_paraphrased_held  its `held` part (about a third, by a hash of the id): reported, never
+                  tuned on
   defog           ../shared/data/defog/questions_gen_sqlite.csv (gold variants split on ';')
   defog_basic     instruct_basic_sqlite.csv
   defog_advanced  instruct_advanced_sqlite.csv
@@ -42,7 +47,8 @@ DEFOG_FILES = {
     "defog_idk": "idk.csv",
 }
 ANSWERABLE_FILES = ("defog", "defog_basic", "defog_advanced")  # the pools few-shot examples come from
-ALL_SPLITS = ("sample", *DEFOG_FILES)
+PARAPHRASED = {"sample_paraphrased": "dev", "sample_paraphrased_held": "held"}  # split -> part of the file
+ALL_SPLITS = ("sample", *PARAPHRASED, *DEFOG_FILES)
 GOLD_TIMEOUT_S = 30.0
 GOLD_MAX_ROWS = 10_000  # well above any gold result here; a truncated prediction cannot match anyway
 
@@ -111,16 +117,26 @@ def pairs_items(path: str | Path, databases: dict[str, DatabaseConfig], split: s
     return _limit(items, limit)
 
 
-def sample_items(sample_file: Path | None = None, limit: int | None = None) -> list[Item]:
-    """The sample test split, on the sample SQLite file (generated on first use)."""
+def sample_items(sample_file: Path | None = None, limit: int | None = None, *, split: str = "sample") -> list[Item]:
+    """The sample test split (or its hand-paraphrased `split`), on the sample SQLite file
+    (generated on first use)."""
     from server.sql.sample.generate import ensure_sample_sqlite
-    from server.sql.sample.paths import PAIRS_DIR, default_sample_config
+    from server.sql.sample.paths import PAIRS_DIR, PARAPHRASED_FILE, default_sample_config
 
     config = default_sample_config()
     if sample_file is not None:
         config = config.model_copy(update={"url": f"sqlite:///{Path(sample_file).resolve()}"})
     ensure_sample_sqlite(sqlite_file(config))
-    return pairs_items(PAIRS_DIR / "test.jsonl", {config.name: config}, "sample", limit)
+    if split == "sample":
+        return pairs_items(PAIRS_DIR / "test.jsonl", {config.name: config}, "sample", limit)
+    part = PARAPHRASED[split]
+    items = [i for i, row in zip(pairs_items(PARAPHRASED_FILE, {config.name: config}, split), _jsonl(PARAPHRASED_FILE))
+             if row["part"] == part]
+    return _limit(items, limit)
+
+
+def _jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def defog_items(split: str, defog_dir: Path, limit: int | None, instructions: bool = True) -> list[Item]:
@@ -144,8 +160,8 @@ def defog_items(split: str, defog_dir: Path, limit: int | None, instructions: bo
 def load_split(name: str, limit: int | None = None, *, defog_dir: Path = DEFOG_DIR,
                databases: dict[str, DatabaseConfig] | None = None, instructions: bool = True) -> list[Item]:
     """A ready-made split by name, or a pairs JSONL path (then `databases` is required)."""
-    if name == "sample":
-        return sample_items(limit=limit)
+    if name == "sample" or name in PARAPHRASED:
+        return sample_items(limit=limit, split=name)
     if name in DEFOG_FILES:
         return defog_items(name, Path(defog_dir), limit, instructions)
     if name.endswith(".jsonl"):

@@ -11,6 +11,10 @@ from pathlib import Path
 from server.paths import data_dir
 
 PAIRS_DIR = Path(__file__).parent / "pairs"
+# The test split's questions reworded by hand, not by the question generator (a dev set whose
+# wording nobody tuned the templates to); outside pairs/ so that no training source reading that
+# folder can take them in.
+PARAPHRASED_FILE = Path(__file__).parent / "paraphrased.jsonl"
 
 
 def sample_sqlite_path() -> Path:

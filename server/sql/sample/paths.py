@@ -11,9 +11,9 @@ from pathlib import Path
 
 from ..settings import DatabaseConfig, parse_url
 from .generate import ensure_sample_sqlite
-from .location import PAIRS_DIR, sample_sqlite_path
+from .location import PAIRS_DIR, PARAPHRASED_FILE, sample_sqlite_path
 
-__all__ = ["PAIRS_DIR", "SAMPLE_DATABASE", "default_sample_config", "ensure_sample_database", "sample_sqlite_path"]
+__all__ = ["PAIRS_DIR", "PARAPHRASED_FILE", "SAMPLE_DATABASE", "default_sample_config", "ensure_sample_database", "sample_sqlite_path"]
 
 SAMPLE_DATABASE = "sample"
 

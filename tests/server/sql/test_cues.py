@@ -31,6 +31,13 @@ from server.sql.cues import agreement, best_agreeing
      "SELECT name, signup_date FROM c WHERE segment = 'Enterprise'"),
     ("How often did we ship with DHL in 2024?", "SELECT COUNT(*) FROM s WHERE carrier = 'DHL'",
      "SELECT id FROM s WHERE carrier = 'DHL'"),
+    # "total" asks for a sum (or a count), "how many units" for a sum of quantities
+    ("total payments received from Highland Notaries LLC",
+     "SELECT SUM(p.amount) FROM p JOIN c ON c.id = p.cid WHERE c.name = 'Highland Notaries LLC'",
+     "SELECT contact_name, contact_email FROM c WHERE name = 'Highland Notaries LLC'"),
+    ("How many units of the Visitor Chair have we sold?",
+     "SELECT SUM(oi.quantity) FROM oi JOIN p ON p.id = oi.pid WHERE p.name = 'Visitor Chair'",
+     "SELECT s.name, s.country FROM p JOIN s ON s.id = p.sid WHERE p.name = 'Visitor Chair'"),
 ])
 def test_the_right_query_agrees_more(question, right, wrong):
     assert agreement(question, right) > agreement(question, wrong)
@@ -51,3 +58,21 @@ def test_best_agreeing_keeps_the_top_tier_in_order_and_weighs_penalties():
     assert best_agreeing(cands, "How many customers?") == cands[1:]
     assert best_agreeing(cands, "How many customers?", penalties=[0, 0, 1]) == [cands[1]]
     assert best_agreeing(cands[:1], "How many?") == cands[:1]  # one candidate: nothing to choose
+
+
+def test_how_many_customers_is_still_a_count_not_a_sum():
+    question = "How many customers buy Breakroom Supplies from us?"
+    count = "SELECT COUNT(DISTINCT o.cid) FROM o JOIN p ON p.id = o.pid WHERE p.category = 'Breakroom Supplies'"
+    revenue = "SELECT SUM(o.qty * o.price) FROM o JOIN p ON p.id = o.pid WHERE p.category = 'Breakroom Supplies'"
+    assert agreement(question, count) > agreement(question, revenue)
+
+
+@pytest.mark.parametrize("question", ["Suppliers with at least 8 products in our catalog",
+                                      "Customers with at most 2 orders", "at the very least 3 items"])
+def test_a_bound_is_no_superlative(question):
+    # "at least 8 products" bounds a count (HAVING); it asks for no ordering. Seen on hand-reworded
+    # questions: the cue made a cheapest-first list win over the right HAVING query.
+    having = "SELECT s.name FROM p JOIN s ON s.id = p.sid GROUP BY s.name HAVING COUNT(*) >= 8"
+    ordered = "SELECT name FROM p WHERE price < 8 ORDER BY price"
+    assert agreement(question, having) == agreement(question, ordered) == 0
+    assert agreement("Which product has the least stock?", ordered) == 1

@@ -119,3 +119,22 @@ def test_by_source_only_when_something_other_than_the_model_answered() -> None:
     assert summarise(mixed)["by_source"] == {"model": {"n": 1, "ex_pct": 0.0}, "none": {"n": 1, "ex_pct": 0.0},
                                              "template": {"n": 2, "ex_pct": 100.0}}
     assert "by_source" not in summarise([rec("model", [[1]]), rec(None, None)])
+
+
+def test_the_paraphrased_sample_is_the_test_split_reworded_with_a_held_part(data_dir):
+    # The hand-reworded dev set: every test question once, its gold SQL unchanged, reworded (no
+    # question as the generator wrote it), split into a dev part and a held part that never meet.
+    import hashlib
+
+    from server.sql.sample.paths import PAIRS_DIR
+
+    test = {json.loads(line)["id"]: json.loads(line) for line in (PAIRS_DIR / "test.jsonl").read_text().splitlines()}
+    dev, held = load_split("sample_paraphrased"), load_split("sample_paraphrased_held")
+    assert len(dev) + len(held) == len(test) and len(held) >= 50
+    for part, items in (("dev", dev), ("held", held)):
+        for item in items:
+            source = test[item.id.removesuffix(".p")]
+            assert item.gold_sql == [source["sql"]] and item.seen_shape == source["seen_shape"]
+            assert item.question.strip().lower() != source["question"].strip().lower()
+            held_by_hash = hashlib.sha256(source["id"].encode()).hexdigest()[-1] in "01234"
+            assert held_by_hash == (part == "held") and item.split.endswith("_held") == (part == "held")
