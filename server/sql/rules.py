@@ -324,7 +324,74 @@ def joins_connect(tree: exp.Expression, ctx: RuleContext) -> exp.Expression:
             _fail("joins_connect", "unconnected_join",
                   f"the join condition of {join.this.sql(dialect=ctx.dialect)} names only that table, so "
                   "every row joins every row: join it on a column of another table", on)
+    for select in tree.find_all(exp.Select):
+        apart = _unconnected_source(select, ctx)
+        if apart is not None:
+            _fail("joins_connect", "cartesian_product",
+                  f"{apart.sql(dialect=ctx.dialect)} is joined to the other tables by no condition, so every "
+                  "row of one pairs with every row of the others: join it on a key (ON a.key = b.key)", apart)
     return tree
+
+
+def _one_row(source: exp.Expression) -> bool:
+    """A derived table that returns at most one row (an aggregate without GROUP BY, LIMIT 1): a
+    product with it bounds nothing, so `CROSS JOIN (SELECT AVG(x) AS a FROM t) AS d` is fine."""
+    query = source.this if isinstance(source, exp.Subquery) else None
+    if not isinstance(query, exp.Select):
+        return False
+    limit = query.args.get("limit")
+    if limit is not None and isinstance(limit.expression, exp.Literal) and limit.expression.this == "1":
+        return True
+    return query.args.get("group") is None and bool(query.expressions) and all(
+        e.find(exp.AggFunc) is not None for e in query.expressions)
+
+
+def _unconnected_source(select: exp.Select, ctx: RuleContext) -> exp.Expression | None:
+    """The first FROM/JOIN source of `select` that no condition (ON, USING, WHERE) relates to the
+    others, when there are several sources; None when they are all connected or the stray ones
+    return one row. An unqualified column counts for the one source whose table has it."""
+    from_ = select.args.get("from_") or select.args.get("from")  # "from_" since sqlglot 28
+    if from_ is None:
+        return None
+    sources = [from_.this, *(j.this for j in select.args.get("joins") or [])]
+    names = [s.alias_or_name.lower() for s in sources]
+    if len(sources) < 2 or "" in names or len(set(names)) < len(names):
+        return None
+    parent = {n: n for n in names}
+
+    def find(n: str) -> str:
+        while parent[n] != n:
+            n = parent[n]
+        return n
+
+    def owner(column: exp.Column) -> str | None:
+        if column.table:
+            return column.table.lower() if column.table.lower() in parent else None
+        having = [n for n, s in zip(names, sources) if isinstance(s, exp.Table)
+                  and column.name.lower() in {c.lower() for c in ctx.mapping.get(s.name, {})}]
+        return having[0] if len(having) == 1 else None
+
+    conditions = [j.args.get("on") for j in select.args.get("joins") or []]
+    where = select.args.get("where")
+    conditions.append(where.this if where is not None else None)
+    for i, join in enumerate(select.args.get("joins") or [], 1):
+        if join.args.get("using"):
+            parent[find(names[i])] = find(names[0])
+    for cond in filter(None, conditions):
+        for predicate in cond.find_all(exp.Predicate):
+            if predicate.find_ancestor(exp.Select) is not select:
+                continue  # a subquery's own conditions relate its own tables
+            owners = {o for o in map(owner, predicate.find_all(exp.Column)) if o is not None}
+            roots = {find(o) for o in owners}
+            for root in roots:
+                parent[root] = find(next(iter(owners)))
+    groups: dict[str, list[exp.Expression]] = {}
+    for name, source in zip(names, sources):
+        if not _one_row(source):  # a one-row derived table multiplies nothing
+            groups.setdefault(find(name), []).append(source)
+    if len(groups) < 2:
+        return None
+    return list(groups.values())[1][0]  # the first source of the second group: the one left apart
 
 
 # ---------------------------------------------------------------------------------------- 6b
