@@ -317,7 +317,9 @@ def sql_shaped(servers: dict, args, guard: LoadGuard) -> dict:
     rounds = shaped_rounds(schema, shaped_questions(12), args.shaped_rounds, args.shaped_warm)
     distinct = {n: s for n, s in servers.items() if n not in ("hearth-lean", "hearth-async") and not n.startswith("hearth@")}
     out: dict[str, list] = {n: [] for n in distinct}
-    http = httpx.Client(timeout=args.sql_timeout)
+    # A new connection per request: a keep-alive connection that a server closes between two
+    # requests (llama-server's cpp-httplib did so here once) fails the next one before it is sent.
+    http = httpx.Client(timeout=args.sql_timeout, limits=httpx.Limits(max_keepalive_connections=0))
     names = list(distinct)
     try:
         for r, reqs in enumerate(rounds):

@@ -20,6 +20,7 @@ class FakeEngine:
         self.fail_with = fail_with
         self.delay_s = delay_s
         self.requests: list[GenerationRequest] = []
+        self.template_kwargs: list[dict | None] = []  # what each render_chat call was given
         self.cancelled = 0
         self.closed = False
 
@@ -29,7 +30,8 @@ class FakeEngine:
     def detokenize(self, tokens: Sequence[int]) -> str:
         return "".join(chr(t) for t in tokens)
 
-    def render_chat(self, messages, *, add_generation_prompt: bool = True) -> str:
+    def render_chat(self, messages, *, add_generation_prompt: bool = True, template_kwargs=None) -> str:
+        self.template_kwargs.append(dict(template_kwargs) if template_kwargs is not None else None)
         text = "".join(f"<{m['role']}>{m['content']}" for m in messages)
         return text + ("<assistant>" if add_generation_prompt else "")
 

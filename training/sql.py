@@ -2,7 +2,9 @@
 
 `server.sql.prompt.sql_messages` builds the user turns exactly as POST /v1/sql does, and
 `sql_answer` the assistant turn, so the trained prompt is the served prompt token for token
-(tests/training/test_prompt_parity.py checks it against the GGUF's template in llama.cpp).
+(tests/training/test_prompt_parity.py checks it against the GGUF's template in llama.cpp). Each
+sample carries serving's template variables (server.sql.prompt.TEMPLATE_KWARGS: thinking off),
+which training/tokens.py renders it with.
 
 Few-shot examples: serving puts the k nearest training pairs (server.sql.retrieval.ExampleIndex,
 k = SqlSettings.few_shot_k, default 0) in front of the question. Training does the same with the
@@ -60,7 +62,9 @@ def sql_samples(path: str | Path, *, source: str = "sql", serving: SqlSettings |
     """
     from server.sql.baseline import TemplateBaseline
     from server.sql.canonical import canonical_sql
-    from server.sql.prompt import Example, question_answer, question_messages, sql_answer, sql_messages
+    from server.sql.prompt import (
+        TEMPLATE_KWARGS, Example, question_answer, question_messages, sql_answer, sql_messages,
+    )
     from server.sql.retrieval import load_examples, prune_tables
     from server.sql.synth import with_schema_templates
 
@@ -93,13 +97,13 @@ def sql_samples(path: str | Path, *, source: str = "sql", serving: SqlSettings |
         out.append({
             "messages": messages, "source": source, "id": str(row.get("id", len(out))),
             "verbatim": True, "dedup_key": f"{row['question']}\n{row['sql']}",
-            "shape": row.get("shape"),
+            "shape": row.get("shape"), "template_kwargs": dict(TEMPLATE_KWARGS),
         })
         if question_samples and target is not None:
             out.append({
                 "messages": question_messages(target) + [{"role": "assistant", "content": question_answer(row["question"])}],
                 "source": source, "id": f"{row.get('id', len(out))}:question", "verbatim": True,
                 "dedup_key": f"question\n{row['question']}\n{row['sql']}", "shape": row.get("shape"),
-                "task": "question",
+                "task": "question", "template_kwargs": dict(TEMPLATE_KWARGS),
             })
     return out

@@ -25,24 +25,39 @@ from dataclasses import dataclass, field
 IGNORE = -100
 
 
-def render(tokenizer, messages: list[dict], *, add_generation_prompt: bool = False) -> str:
-    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
+def render(tokenizer, messages: list[dict], *, add_generation_prompt: bool = False,
+           template_kwargs: dict | None = None) -> str:
+    """`template_kwargs` are extra template variables, as serving's (e.g. Text-to-SQL's
+    {"enable_thinking": False}, server.sql.prompt.TEMPLATE_KWARGS)."""
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt,
+                                         **(template_kwargs or {}))
 
 
-def encode_chat(tokenizer, messages: list[dict], *, last_turn_only: bool = False) -> tuple[list[int], list[int]]:
+def encode_chat(tokenizer, messages: list[dict], *, last_turn_only: bool = False,
+                template_kwargs: dict | None = None) -> tuple[list[int], list[int]]:
     """Token ids and labels of one conversation, via character spans of the assistant turns.
 
     The whole conversation is tokenized once (so token boundaries are those of the full text,
-    as at serving time) and each assistant span [start of its content, end of its <|im_end|>]
-    is mapped onto tokens through the offsets.
+    as at serving time) and each assistant span [end of the generation prompt, end of its
+    <|im_end|>] is mapped onto tokens through the offsets. With `last_turn_only` (a served prompt)
+    the generation prompt (rendered with `template_kwargs`, as serving renders it) must be a prefix
+    of the conversation: what the model is trained to write is what the served prompt is continued
+    with, else ValueError. Qwen3's template, for
+    one, renders the last assistant turn after an empty think block, which its generation prompt
+    holds only with enable_thinking=False (without it, the block is trained as part of the answer).
     """
-    text = render(tokenizer, messages)
+    text = render(tokenizer, messages, template_kwargs=template_kwargs)
     spans = []
     turns = [i for i, m in enumerate(messages) if m["role"] == "assistant"]
     for i in turns[-1:] if last_turn_only else turns:
-        start = len(render(tokenizer, messages[:i], add_generation_prompt=True))
-        end = len(render(tokenizer, messages[: i + 1]).rstrip("\n"))  # keep <|im_end|>, drop the newline
-        if not text.startswith(render(tokenizer, messages[: i + 1])[:end]):
+        prompt = render(tokenizer, messages[:i], add_generation_prompt=True, template_kwargs=template_kwargs)
+        if last_turn_only and not text.startswith(prompt):  # a served prompt (verbatim): it must be exact
+            raise ValueError("the chat template's generation prompt does not start the assistant turn it renders, "
+                             "so the trained answer would not continue the served prompt")
+        start = len(prompt)
+        turn = render(tokenizer, messages[: i + 1], template_kwargs=template_kwargs)
+        end = len(turn.rstrip("\n"))  # keep <|im_end|>, drop the newline
+        if not text.startswith(turn[:end]):
             raise ValueError("the chat template does not render conversations incrementally")
         spans.append((start, end))
     enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
@@ -72,7 +87,8 @@ def encode_samples(tokenizer, samples: list[dict], seq_len: int) -> tuple[list[d
                 if len(ids) > 1:
                     out.append({"input_ids": ids, "labels": labels, "source": s["source"], "id": s["id"]})
             continue
-        ids, labels = encode_chat(tokenizer, s["messages"], last_turn_only=bool(s.get("verbatim")))
+        ids, labels = encode_chat(tokenizer, s["messages"], last_turn_only=bool(s.get("verbatim")),
+                                  template_kwargs=s.get("template_kwargs"))
         if len(ids) > seq_len:
             if not s.get("verbatim"):
                 dropped += 1

@@ -12,7 +12,7 @@ generation and free its slot and KV cells before ``aclose()`` returns or very so
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import AsyncIterator, Protocol, Sequence, runtime_checkable
+from typing import Any, AsyncIterator, Mapping, Protocol, Sequence, runtime_checkable
 
 
 @dataclass(frozen=True)
@@ -105,8 +105,10 @@ class Engine(Protocol):
 
     def detokenize(self, tokens: Sequence[int]) -> str: ...
 
-    def render_chat(self, messages: Sequence[dict], *, add_generation_prompt: bool = True) -> str:
-        """Apply the model's chat template (the GGUF's own unless configured otherwise)."""
+    def render_chat(self, messages: Sequence[dict], *, add_generation_prompt: bool = True,
+                    template_kwargs: Mapping[str, Any] | None = None) -> str:
+        """Apply the model's chat template (the GGUF's own unless configured otherwise), with
+        `template_kwargs` as extra template variables (chat_template_kwargs, enable_thinking)."""
         ...
 
     def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationEvent]: ...

@@ -15,7 +15,7 @@ import logging
 import threading
 import time
 from pathlib import Path
-from typing import AsyncIterator, Sequence
+from typing import Any, AsyncIterator, Mapping, Sequence
 
 import llama_cpp
 import numpy as np
@@ -173,8 +173,9 @@ class LlamaEngine:
             n = llama_cpp.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, False)
         return buf.raw[:n]
 
-    def render_chat(self, messages: Sequence[dict], *, add_generation_prompt: bool = True) -> str:
-        return self.template.render(messages, add_generation_prompt=add_generation_prompt)
+    def render_chat(self, messages: Sequence[dict], *, add_generation_prompt: bool = True,
+                    template_kwargs: Mapping[str, Any] | None = None) -> str:
+        return self.template.render(messages, add_generation_prompt=add_generation_prompt, variables=template_kwargs)
 
     # -- generation -----------------------------------------------------------------------
 

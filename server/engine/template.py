@@ -7,7 +7,7 @@ a sandbox by llama-cpp-python's formatter, so that served prompts match the trai
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
@@ -19,12 +19,28 @@ CHATML_TEMPLATE = (
 )
 
 
+# Variables the renderer sets itself (llama_cpp's Jinja2ChatFormatter.__call__); extra template
+# variables (vLLM's chat_template_kwargs, e.g. enable_thinking) may not use these names.
+RESERVED_VARIABLES = frozenset({
+    "messages", "add_generation_prompt", "bos_token", "eos_token", "raise_exception", "strftime_now",
+    "functions", "function_call", "tools", "tool_choice",
+})
+
+
 class ChatTemplate:
     def __init__(self, template: str, *, bos_token: str, eos_token: str):
         self.source = template
         self._with_prompt = Jinja2ChatFormatter(template, eos_token, bos_token, add_generation_prompt=True)
         self._without_prompt = Jinja2ChatFormatter(template, eos_token, bos_token, add_generation_prompt=False)
 
-    def render(self, messages: Sequence[dict], *, add_generation_prompt: bool = True) -> str:
+    def render(self, messages: Sequence[dict], *, add_generation_prompt: bool = True,
+               variables: Mapping[str, Any] | None = None) -> str:
+        """The conversation as the template spells it. `variables` are extra template variables
+        (chat_template_kwargs), e.g. {"enable_thinking": False} for Qwen3's empty think block
+        after the generation prompt; a template that does not read one is unaffected by it."""
         formatter = self._with_prompt if add_generation_prompt else self._without_prompt
-        return formatter(messages=list(messages)).prompt
+        extra = dict(variables or {})
+        clash = sorted(RESERVED_VARIABLES.intersection(extra))
+        if clash:
+            raise ValueError(f"template variable(s) {', '.join(clash)} are set by the server and cannot be passed")
+        return formatter(messages=list(messages), **extra).prompt

@@ -14,6 +14,7 @@ from contextlib import aclosing
 from typing import AsyncIterator
 
 from ..engine.base import Engine, FinishEvent, GenerationRequest, TokenEvent
+from ..engine.template import RESERVED_VARIABLES
 from ..error_handlers import stream_error_event
 from ..errors import InvalidRequest, UnsupportedParameter
 from ..metrics import Metrics
@@ -51,7 +52,8 @@ class ChatService:
         engine = self.pool.get(req.model)
         tool = _forced_tool(req)
         messages = _template_messages(req, tool)
-        prompt = engine.render_chat(messages, add_generation_prompt=True)
+        kwargs = _template_kwargs(req)
+        prompt = engine.render_chat(messages, add_generation_prompt=True, template_kwargs=kwargs)
         tokens = engine.tokenize(prompt, add_special=False, parse_special=True)
         response_format = req.response_format
         if tool is not None:
@@ -69,7 +71,7 @@ class ChatService:
             grammar=grammar_for(response_format),
         )
         request_id = new_id("chatcmpl")
-        boundary = prefix_boundary(engine, prompt, tokens, chat_prefix_text(engine, messages))
+        boundary = prefix_boundary(engine, prompt, tokens, chat_prefix_text(engine, messages, kwargs))
         return engine, request_id, GenerationRequest(tuple(tokens), params, request_id, boundary), tool
 
     async def complete(self, req: ChatCompletionRequest, is_disconnected=None) -> ChatCompletion:
@@ -164,6 +166,19 @@ def _template_messages(req: ChatCompletionRequest, tool: dict | None) -> list[di
         else:
             out.insert(0, {"role": "system", "content": note})
     return out
+
+
+def _template_kwargs(req: ChatCompletionRequest) -> dict | None:
+    """vLLM's chat_template_kwargs: extra template variables ({"enable_thinking": false}), passed
+    through whatever their names, except those the renderer sets itself."""
+    kwargs = req.chat_template_kwargs
+    if not kwargs:
+        return None
+    clash = sorted(RESERVED_VARIABLES.intersection(kwargs))
+    if clash:
+        raise InvalidRequest(f"chat_template_kwargs may not set {', '.join(clash)}: the server sets "
+                             f"{'it' if len(clash) == 1 else 'them'} itself", param="chat_template_kwargs")
+    return dict(kwargs)
 
 
 def _forced_tool(req: ChatCompletionRequest) -> dict | None:

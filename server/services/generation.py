@@ -205,14 +205,14 @@ def prefix_boundary(engine: Engine, prompt_text: str, tokens: list[int], prefix_
 PROMPT_SENTINEL = "@@hearth-rest-of-prompt@@"
 
 
-def rendered_before(engine: Engine, messages: list[dict], marker: str) -> str:
+def rendered_before(engine: Engine, messages: list[dict], marker: str, template_kwargs: dict | None = None) -> str:
     """`messages` rendered by the chat template (no generation prompt), up to `marker`: the prompt
     text that any request whose messages match these up to the marker starts with."""
-    rendered = engine.render_chat(messages, add_generation_prompt=False)
+    rendered = engine.render_chat(messages, add_generation_prompt=False, template_kwargs=template_kwargs)
     return rendered[: max(rendered.find(marker), 0)]
 
 
-def chat_prefix_text(engine: Engine, messages: list[dict]) -> str:
+def chat_prefix_text(engine: Engine, messages: list[dict], template_kwargs: dict | None = None) -> str:
     """The rendered prompt up to the first user turn's content: the leading system messages (or the
     template's default system prompt) and the user turn's header, which every conversation with
     that system prompt shares."""
@@ -223,7 +223,8 @@ def chat_prefix_text(engine: Engine, messages: list[dict]) -> str:
         lead.append(message)
     if len(lead) == len(messages) or messages[len(lead)].get("role") != "user":
         return ""
-    return rendered_before(engine, [*lead, {"role": "user", "content": PROMPT_SENTINEL}], PROMPT_SENTINEL)
+    return rendered_before(engine, [*lead, {"role": "user", "content": PROMPT_SENTINEL}], PROMPT_SENTINEL,
+                           template_kwargs)
 
 
 def sse(payload) -> str:

@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from ..engine.base import Engine, FinishEvent, GenerationRequest, SamplingParams
 from ..metrics import Metrics
 from ..sql.choice import ScoredCandidate, answer_text
+from ..sql.prompt import TEMPLATE_KWARGS
 from .generation import new_id, prefix_boundary, run_to_end
 
 log = logging.getLogger("hearth.sql")
@@ -51,7 +52,7 @@ async def score_candidates(
 
 async def _score(engine: Engine, text: str, messages: list[dict], metrics: Metrics | None, timeout_s: float,
                  shared: str, on_finish) -> tuple[float | None, tuple[int, ...]]:
-    prompt = engine.render_chat(messages, add_generation_prompt=True)
+    prompt = engine.render_chat(messages, add_generation_prompt=True, template_kwargs=TEMPLATE_KWARGS)
     tokens = engine.tokenize(prompt, add_special=False, parse_special=True)
     answer = tuple(engine.tokenize(text, add_special=False, parse_special=False))
     if len(tokens) + len(answer) + 1 > engine.n_ctx:

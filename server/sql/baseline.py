@@ -159,14 +159,6 @@ class TemplateBaseline:
             return
         raw = {id(ex): score for score, ex in plain}
         masked = self.masked.scored(question, len(self.examples))
-        import os
-        mode = os.environ.get("HEARTH_EXP_RANK")
-        if mode:
-            w = float(mode)
-            m = {id(ex): score for score, ex in masked}
-            both = sorted(plain, key=lambda se: -(w * m.get(id(se[1]), 0.0) + (1 - w) * se[0]))
-            yield from both
-            return
         seen: set[int] = set()
         for a, b in zip(plain, masked):
             for _, ex in (a, b):

@@ -32,6 +32,13 @@ DRAFT_LABEL = "Draft from the most similar known question (correct it if it does
 # it answers, and candidates are ranked by how likely the real question is after each.
 QUESTION_INSTRUCTIONS = "Write the question that this SQL query answers."
 
+# Chat-template variables for every Text-to-SQL prompt, served (generation and the template-choice
+# scoring) and trained (training/sql.py puts them on each sample): thinking off, so a template
+# with a think block (Qwen3) ends the generation prompt with its empty block, exactly where the
+# trained answer's tokens start, and the SQL grammar never has to write one. A template that does
+# not read a variable is unaffected by it.
+TEMPLATE_KWARGS: dict = {"enable_thinking": False}
+
 DIALECT_NAMES = {"sqlite": "SQLite", "postgres": "PostgreSQL", "mysql": "MySQL/MariaDB"}
 
 # Sample values show the model how literals look ('on_hold', not 'On Hold'). Long values, e-mail
