@@ -47,7 +47,7 @@ from ..sql.execute import execute_readonly
 from ..sql.grammar import sql_grammar
 from ..sql.grounding import Grounding
 from ..sql.mentions import ValueIndex
-from ..sql.prompt import question_answer, question_messages, sql_messages
+from ..sql.prompt import TEMPLATE_KWARGS, question_answer, question_messages, sql_messages
 from ..sql.retrieval import load_examples, prune_tables
 from ..sql.sample.paths import ensure_sample_database
 from ..sql.schema import DatabaseSchema
@@ -275,7 +275,8 @@ class SqlService:
                            usage: Usage, is_disconnected, timeout_s: float, shared: str = "") -> tuple[str, bool]:
         """The model's reply to `messages`, and whether the deadline cut it short. `shared` is the
         prompt text every question on this schema starts with (the prefix cache's boundary)."""
-        prompt = engine.render_chat(messages, add_generation_prompt=True)
+        # Thinking off (Qwen3's empty think block after the prompt), as training renders it.
+        prompt = engine.render_chat(messages, add_generation_prompt=True, template_kwargs=TEMPLATE_KWARGS)
         tokens = engine.tokenize(prompt, add_special=False, parse_special=True)
         room = engine.n_ctx - len(tokens)
         if room < 16:
@@ -342,4 +343,4 @@ def _schema_prefix_text(engine, schema: DatabaseSchema, dialect: str, tables) ->
     """The rendered prompt up to the first "Question: ": the instructions and the schema, which
     every question on this database (and table selection) shares."""
     probe = sql_messages(schema, PROMPT_SENTINEL, dialect=dialect, tables=tables)
-    return rendered_before(engine, probe, "Question: " + PROMPT_SENTINEL)
+    return rendered_before(engine, probe, "Question: " + PROMPT_SENTINEL, TEMPLATE_KWARGS)

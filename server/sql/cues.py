@@ -45,6 +45,13 @@ def _wants_min(tree: exp.Expression) -> bool:
     return _order_direction(tree) == "asc" or _has(tree, exp.Min)
 
 
+def _anti_join(tree: exp.Expression) -> bool:
+    """A LEFT JOIN kept only where the joined side is missing (`... IS NULL`): the rows no other
+    row refers to, negation spelled without NOT."""
+    left = any(j.side == "LEFT" for j in tree.find_all(exp.Join))
+    return left and any(isinstance(i.expression, exp.Null) for i in tree.find_all(exp.Is))
+
+
 @dataclass(frozen=True)
 class Cue:
     name: str
@@ -87,8 +94,8 @@ CUES: tuple[Cue, ...] = (
                               r"\s*(list|show|name|display|which|what are|who are|give me)\b", re.I),
         lambda t: not any(e.find(exp.AggFunc) for e in _top(t).expressions)),
     Cue("negation", _words("not", "never", "without", "no longer", "except", "excluding", "haven't", "hasn't",
-                           "didn't", "don't", "doesn't", "none"),
-        lambda t: _has(t, exp.Not, exp.Except) or bool(re.search(r"<>|!=", t.sql()))),
+                           "didn't", "don't", "doesn't", "none", "(have|has|had|with) no"),
+        lambda t: _has(t, exp.Not, exp.Except) or _anti_join(t) or bool(re.search(r"<>|!=", t.sql()))),
 )
 
 

@@ -201,9 +201,10 @@ class SqlSettings(BaseModel):
         "Measured figures: training/README.md.",
     )
     template_shapes: int = Field(
-        12, ge=1, le=64, description="With sql.template_first, how many of the nearest pairs' SQL shapes are "
+        24, ge=1, le=64, description="With sql.template_first, how many of the nearest pairs' SQL shapes are "
         "searched for a template that fits, taking turns between the questions as asked and with their values "
-        "masked (server/sql/mentions.py ValueIndex.masked).",
+        "masked (server/sql/mentions.py ValueIndex.masked). 24 rather than 12 since the schema's templates "
+        "include HAVING, negation and distinct-value shapes, which take places among the nearest (training/README.md).",
     )
     template_choice: Literal["nearest", "model"] = Field(
         "nearest", description="With sql.template_first, which fitting template answers when several of the "

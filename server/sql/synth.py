@@ -1,5 +1,7 @@
 """Question/SQL templates synthesized from the live schema: the plain questions every database
-answers (counts, lists, group-bys, a filter on a named value, top N, averages, one join), for
+answers (counts, lists, group-bys, a filter on a named value, top N, averages, one join; the
+distinct values of a category within another's value, GROUP BY with HAVING, superlatives both
+ways, parents no row refers to), for
 databases whose example pairs do not cover them, or that have none.
 
 A new user's first questions ("How many customers are in each segment?", "Which suppliers are
@@ -244,10 +246,63 @@ def rows_of_parent_value(f: TableFacts, facts: dict[str, TableFacts]) -> list[Ex
     return out
 
 
+def least_common_category(f: TableFacts, _all) -> list[Example]:
+    """The other direction of most_common_category: superlatives come both ways."""
+    t = f.table.name
+    return [Example(f"Which {words(c)} has the fewest {f.things}?",
+                    f"SELECT {c} FROM {t} GROUP BY {c} ORDER BY COUNT(*) ASC LIMIT 1") for c, _ in f.categories]
+
+
+def category_values_within(f: TableFacts, _all) -> list[Example]:
+    """The distinct values of one category among the rows with another's value ("in which cities in
+    Sweden do we have customers?"), alphabetical: a list of values, not of rows."""
+    t, out = f.table.name, []
+    for c, _ in f.categories:
+        for c1, v in f.categories:
+            if c1 != c:
+                out.append(Example(f"Which {plural(words(c))} in {v} have {f.things}?",
+                                   f"SELECT DISTINCT {c} FROM {t} WHERE {c1} = {_q(v)} ORDER BY {c}"))
+    return out
+
+
+def categories_with_many(f: TableFacts, _all) -> list[Example]:
+    """GROUP BY with HAVING: the values of a category held by at least N rows, alone and among the
+    rows with another category's value; most rows first."""
+    t, out = f.table.name, []
+    for c, _ in f.categories:
+        out.append(Example(f"Which {plural(words(c))} have at least 3 {f.things}?",
+                           f"SELECT {c}, COUNT(*) FROM {t} GROUP BY {c} HAVING COUNT(*) >= 3 "
+                           f"ORDER BY COUNT(*) DESC, {c}"))
+        for c1, v in f.categories:
+            if c1 != c:
+                out.append(Example(f"Which {plural(words(c))} in {v} have at least 3 {f.things}?",
+                                   f"SELECT {c}, COUNT(*) FROM {t} WHERE {c1} = {_q(v)} GROUP BY {c} "
+                                   f"HAVING COUNT(*) >= 3 ORDER BY COUNT(*) DESC, {c}"))
+    return out
+
+
+def parents_without_rows(f: TableFacts, facts: dict[str, TableFacts]) -> list[Example]:
+    """Negation along a foreign key: the parents no row of this table refers to ("customers that
+    never placed an order"), alone and with one of the parent's category values."""
+    out = []
+    pk = next((c.name for c in f.table.columns if c.primary_key), None)
+    if pk is None:
+        return out
+    for fk, key, parent in f.parents:
+        p = facts[parent.name]
+        base = (f"SELECT p.{p.label} FROM {parent.name} AS p LEFT JOIN {f.table.name} AS c ON c.{fk} = p.{key} "
+                f"WHERE c.{pk} IS NULL")
+        out.append(Example(f"Which {p.things} have no {f.things}?", base))
+        for c, v in p.categories[:3]:
+            out.append(Example(f"Which {p.things} in {v} have no {f.things}?", f"{base} AND p.{c} = {_q(v)}"))
+    return out
+
+
 Rule = Callable[[TableFacts, dict], list[Example]]
 RULES: tuple[Rule, ...] = (
     count_rows, list_rows, count_by_category, rows_with_value, count_with_value, flagged_rows, most_common_category,
     top_by_measure, aggregate_measure, measure_by_category, count_per_parent, rows_of_parent_value,
+    least_common_category, category_values_within, categories_with_many, parents_without_rows,
 )
 
 

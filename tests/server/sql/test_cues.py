@@ -25,6 +25,10 @@ from server.sql.cues import agreement, best_agreeing
      "SELECT c.name, COUNT(*) FROM p JOIN categories AS c ON c.id = p.cid GROUP BY c.name"),
     ("Which customers never ordered?", "SELECT name FROM c WHERE id NOT IN (SELECT cid FROM o)",
      "SELECT name FROM c WHERE id IN (SELECT cid FROM o)"),
+    # an anti-join is a negation too ("have no"), a plain LEFT JOIN is not
+    ("Which regions have no customers?",
+     "SELECT r.name FROM r LEFT JOIN c ON c.rid = r.id WHERE c.id IS NULL",
+     "SELECT r.name, COUNT(c.id) FROM r LEFT JOIN c ON c.rid = r.id GROUP BY r.name"),
     # "how often" asks for a count, not a listing
     ("Which channels did Enterprise customers use in 2023, and how often?",
      "SELECT channel, COUNT(*) FROM o WHERE segment = 'Enterprise' GROUP BY channel",
