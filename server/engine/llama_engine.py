@@ -25,12 +25,36 @@ from llama_cpp._internals import LlamaModel
 from ..errors import ContextLengthExceeded, EngineFailure, HearthError
 from .adapters import load_lora, set_loras
 from .base import EngineStats, FinishEvent, GenerationEvent, GenerationRequest
+from .gguf_file import kv_bytes_per_token
 from .kernel_check import short_prompt_cuts_are_exact
 from .scheduler import Scheduler
 from .slots import CPU_FA_TILE_ROWS
 from .template import CHATML_TEMPLATE, ChatTemplate
 
 log = logging.getLogger("hearth.engine")
+
+
+def quant_name(metadata: Mapping[str, Any]) -> str:
+    """The GGUF's `general.file_type` as llama.cpp names it (Q8_0, Q4_K_M, F16), or "unknown"."""
+    try:
+        ftype = int(metadata.get("general.file_type"))
+    except (TypeError, ValueError):
+        return "unknown"
+    for attr in dir(llama_cpp):
+        if attr.startswith("LLAMA_FTYPE_") and getattr(llama_cpp, attr) == ftype and attr != "LLAMA_FTYPE_GUESSED":
+            return attr.removeprefix("LLAMA_FTYPE_").removeprefix("MOSTLY_").removeprefix("ALL_")
+    return "unknown"
+
+
+def serving_memory(metadata: Mapping[str, Any], weights_bytes: int, n_ctx: int, n_slots: int,
+                   shared_with: str | None = None) -> dict:
+    """What a served model holds in memory, by its parts: the weights (the GGUF's tensors, mapped;
+    none of its own when it shares a base model's) and the f16 KV cache of n_ctx cells per slot
+    (server/engine/gguf_file.py kv_bytes_per_token). Compute buffers (tens of MiB) are not counted."""
+    kv = n_ctx * n_slots * kv_bytes_per_token(dict(metadata))
+    own = 0 if shared_with else weights_bytes
+    return {"quant": quant_name(metadata), "weights_bytes": weights_bytes, "weights_shared_with": shared_with,
+            "kv_cache_bytes": kv, "n_ctx": n_ctx, "n_slots": n_slots, "total_bytes": own + kv}
 
 
 class LlamaEngine:
@@ -142,6 +166,12 @@ class LlamaEngine:
         self.load_seconds = time.perf_counter() - t0
         if base is not None:
             base._sharers.append(self)
+        self.memory = serving_memory(self.metadata, self.size_bytes, n_ctx, n_slots,
+                                     shared_with=base.name if base is not None else None)
+        log.info("model %s: %s weights %.1f MiB%s, KV cache %.1f MiB (%d x %d tokens, f16); %.1f MiB in all",
+                 name, self.memory["quant"], self.memory["weights_bytes"] / 2**20,
+                 f" (shared with {base.name})" if base is not None else "", self.memory["kv_cache_bytes"] / 2**20,
+                 n_slots, n_ctx, self.memory["total_bytes"] / 2**20)
 
     def _short_cuts_exact(self) -> bool:
         probe = self.tokenize(self.template.render(

@@ -39,7 +39,7 @@ class ModelPool:
         cards = []
         for name, engine in self._engines.items():
             meta = {"n_ctx": engine.n_ctx, "load_seconds": round(engine.load_seconds, 3)}
-            for attr in ("n_ctx_train", "n_params", "size_bytes", "path"):
+            for attr in ("n_ctx_train", "n_params", "size_bytes", "path", "memory"):
                 if hasattr(engine, attr):
                     meta[attr] = getattr(engine, attr)
             meta["aliases"] = sorted(a for a, target in self._aliases.items() if target == name)

@@ -23,6 +23,13 @@ def test_models_lists_the_embedded_model(openai_client):
     models = openai_client.models.list()
     ids = [m.id for m in models.data]
     assert ids == ["smollm2-135m-instruct"]
+    # Serving memory by its parts (issue 22): SmolLM2-135M's f16 KV cache is 22.5 KiB a token
+    # (30 layers x 3 KV heads x (64 + 64) x 2 bytes), for n_ctx cells in each slot.
+    meta = models.data[0].model_extra["meta"]
+    memory = meta["memory"]
+    assert memory["quant"] in ("Q8_0", "Q4_1") and memory["weights_bytes"] == meta["size_bytes"]
+    assert memory["kv_cache_bytes"] == memory["n_ctx"] * memory["n_slots"] * 22.5 * 1024
+    assert memory["n_ctx"] == meta["n_ctx"] and memory["total_bytes"] == memory["weights_bytes"] + memory["kv_cache_bytes"]
 
 
 def test_chat_completion(openai_client):

@@ -122,6 +122,10 @@ def test_adapter_contexts_share_the_base_weights(adapters):
     try:
         assert sql._model is base._model is off._model and sql._ctx != base._ctx  # one llama_model, own contexts
         assert sql.adapter == {"path": adapters["sql"], "scale": 1.0, "alpha": 8.0, "base_model": "smol"}
+        # memory: an adapter's context counts its own KV cache, not the weights it shares
+        assert base.memory["weights_shared_with"] is None and sql.memory["weights_shared_with"] == "smol"
+        assert sql.memory["total_bytes"] == sql.memory["kv_cache_bytes"] == base.memory["kv_cache_bytes"] > 0
+        assert base.memory["total_bytes"] == base.memory["weights_bytes"] + base.memory["kv_cache_bytes"]
         base_answer = asyncio.run(answer(base, QUESTIONS[0]))
         assert asyncio.run(answer(sql, QUESTIONS[0])) == "SELECT" * 3
         assert asyncio.run(answer(off, QUESTIONS[0])) == base_answer != "SELECT" * 3  # scale 0: the base itself
