@@ -19,6 +19,7 @@ from pydantic import BaseModel, ValidationError
 VERBS: dict[str, tuple[str, str]] = {
     "serve": ("server.cli", "Serve the OpenAI-compatible API and Text-to-SQL endpoint."),
     "doctor": ("server.doctor", "Check this machine, the settings, models and databases before serving."),
+    "bundle": ("server.bundle.cli", "Build one tarball that installs Hearth on a machine with no network."),
     "sample": ("server.sql.sample.__main__", "Build the embedded sample database (SQLite, PostgreSQL, MariaDB)."),
     "plan": ("training.cli", "Recommend a training recipe for the data and this hardware."),
     "data": ("training.cli", "Clean, mix and tokenize the training data; write its manifest."),
