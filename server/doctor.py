@@ -21,7 +21,6 @@ import argparse
 import asyncio
 import base64
 import errno
-import hashlib
 import json
 import os
 import re
@@ -36,6 +35,7 @@ from pathlib import Path
 
 import httpx
 
+from .digest import sha256_file
 from .embedded import ORIGINAL_QUANT, STEM, models_dir, parse_spec, wheel_model_path
 from .engine.gguf_file import BadModelFile, check_gguf, kv_bytes_per_token, read_metadata
 from .paths import data_dir
@@ -204,14 +204,6 @@ class ModelFile:
     size: int = 0  # bytes it will take in memory (the converted file's estimate if not made yet)
     to_write: int = 0  # bytes the first start writes into the data directory
     meta: dict = field(default_factory=dict)
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
 
 
 def manifest_sha256(path: Path) -> tuple[str, Path] | None:

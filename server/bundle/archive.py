@@ -7,22 +7,15 @@ end, so a crash or Ctrl-C never leaves a half-written bundle under the real name
 
 from __future__ import annotations
 
-import hashlib
 import os
 import sys
 import tarfile
 import time
 from pathlib import Path
 
+from ..digest import sha256_file as sha256
+
 SUMS = "SHA256SUMS"
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
 
 
 def files(root: Path) -> list[Path]:

@@ -9,12 +9,13 @@ built from a copy of the source tree, so the checkout gets no build/ or *.egg-in
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from ..digest import sha256_file as sha256
 
 from .llama_wheel import CACHE
 
@@ -29,14 +30,6 @@ NOT_CACHED = ("hearth-", "llama_cpp_python-")
 
 class WheelhouseError(RuntimeError):
     pass
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
 
 
 def pip(*args: str) -> subprocess.CompletedProcess:
