@@ -33,6 +33,9 @@ import tarfile
 import time
 from pathlib import Path
 
+from server.bundle.llama_wheel import pinned_version
+from server.digest import sha256_file
+
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = Path.home() / ".cache" / "hearth"
 MAKEFILE = ROOT / "Makefile"
@@ -62,10 +65,7 @@ X86_CPU_ARGS = ("-DCMAKE_C_FLAGS=-mno-amx-int8", "-DCMAKE_CXX_FLAGS=-mno-amx-int
 
 def llama_version(pyproject: Path = PYPROJECT) -> str:
     """The pinned llama-cpp-python version, read as the Makefile reads it."""
-    m = re.search(r'"llama-cpp-python==([0-9.]+)"', pyproject.read_text())
-    if not m:
-        raise RuntimeError(f"no llama-cpp-python pin in {pyproject}")
-    return m.group(1)
+    return pinned_version(pyproject.parent)
 
 
 def sdist_sha256(makefile: Path = MAKEFILE) -> str | None:
@@ -99,14 +99,6 @@ def sdist_path(version: str, cache: Path = CACHE) -> Path:
     return cache / f"llama-cpp-python-{version}-sdist" / f"llama_cpp_python-{version}.tar.gz"
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def ensure_sdist(version: str, cache: Path = CACHE, log=print) -> Path:
     """The cached sdist, fetched with pip first when missing (atomically, as the Makefile does)."""
     path = sdist_path(version, cache)
@@ -123,7 +115,7 @@ def ensure_sdist(version: str, cache: Path = CACHE, log=print) -> Path:
         shutil.rmtree(final, ignore_errors=True)
         part.rename(final)
     want = sdist_sha256()
-    if want and version == llama_version() and _sha256(path) != want:
+    if want and version == llama_version() and sha256_file(path) != want:
         raise RuntimeError(f"{path}: sha256 differs from the Makefile's LLAMA_SDIST_SHA256")
     return path
 
