@@ -11,7 +11,8 @@ import argparse
 import importlib
 import logging
 import sys
-from typing import Any, Sequence, get_args, get_origin
+from types import UnionType
+from typing import Any, Sequence, Union, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
@@ -50,16 +51,16 @@ def add_fields(parser: argparse.ArgumentParser, model: type[BaseModel], names: S
         flag = "--" + rename.get(name, name.replace("_", "-"))
         help_ = field.description or ""
         annotation = field.annotation
-        origin = get_origin(annotation)
+        # An optional field (`list[str] | None`, `int | None`) takes its flag from the type it holds.
+        inner = [a for a in get_args(annotation) if a is not type(None)] \
+            if get_origin(annotation) in (Union, UnionType) else [annotation]
         kwargs: dict[str, Any] = {"dest": dest_prefix + name, "default": None, "help": help_}
         if annotation is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
-        elif origin is list:
+        elif get_origin(inner[0]) is list:
             kwargs.update(nargs="+", metavar=name.upper().rstrip("S"))
-        else:
-            inner = [a for a in get_args(annotation) if a is not type(None)] or [annotation]
-            if inner[0] in (int, float):
-                kwargs["type"] = inner[0]
+        elif inner[0] in (int, float):
+            kwargs["type"] = inner[0]
         parser.add_argument(flag, **kwargs)
 
 

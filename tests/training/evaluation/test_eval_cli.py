@@ -117,3 +117,18 @@ def test_eval_serves_with_template_first(tmp_path) -> None:
     model_only = json.loads((off / "report.json").read_text())["sql_records"]["base"]["sample"]["constrained"]
     assert model_only and all(r["source"] != "template" for r in model_only)
     assert "template" in report["variants"]["base"]["sql"]["sample"]["constrained"]["by_source"]
+
+
+def test_list_flags_of_optional_fields_take_several_names() -> None:
+    """--sql-variants is `list[str] | None` in EvalConfig: a list of names, as --sql is (it was read
+    as one string, and pydantic refused it)."""
+    import argparse
+
+    from server.cli import add_fields
+    from training.recipe import EvalConfig
+
+    parser = argparse.ArgumentParser()
+    add_fields(parser, EvalConfig)
+    args = parser.parse_args(["--sql-variants", "Q8_0", "base", "--sql-limit", "5", "--sql", "sample"])
+    assert (args.sql_variants, args.sql_limit, args.sql) == (["Q8_0", "base"], 5, ["sample"])
+    EvalConfig(sql_variants=args.sql_variants, sql_limit=args.sql_limit)  # and the config takes them
