@@ -78,9 +78,8 @@ class Attempt(BaseModel):
     failed_rule: str | None = None
     error: str | None = Field(None, description="Why the attempt failed (validation or execution).")
     stage: Literal["generation", "validation", "execution", "timeout", "ok"] = "ok"
-    source: Literal["model", "sample", "template", "edit"] = Field(
-        "model", description="model: the model wrote it (greedy); sample: the model sampled it for the vote "
-        "(sql.samples: the largest group of equal results answers); template: the template baseline's filled query, every "
+    source: Literal["model", "template", "edit"] = Field(
+        "model", description="model: the model wrote it; template: the template baseline's filled query, every "
         "slot filled from the question (sql.template_first); the model only chose it when several fitted "
         "(sql.template_choice = model); edit: a fitting template changed by one structural rule (`edit` names "
         "it, sql.template_edits), which the model chose over the templates.")

@@ -1,6 +1,6 @@
 """The stages of one /v1/sql request, in order (SqlService.generate runs them until one answers).
 
-    STAGES = (answer_with_template, vote_by_execution, write_with_model)
+    STAGES = (answer_with_template, write_with_model)
 
 Each stage is a small async function of (service, run) that appends its attempts to `run` and sets
 `run.final` when a candidate passed validation (and execution); the next stage runs only while
@@ -13,17 +13,12 @@ nothing has. What a stage considers is computed by pure functions over the retri
                           best with the question's words (server/sql/cues.py); tried nearest
                           first, or with sql.template_choice = model in the order of
                           log P(question | query)
-    vote_by_execution     sql.samples > 1: the model writes its greedy query and sql.samples - 1
-                          sampled ones; those that pass validation run, and the largest group
-                          of equal results answers (server/sql/choice.py by_execution)
     write_with_model      the model writes the SQL (grammar-constrained by default), up to
-                          sql.max_attempts (counting the vote's greedy query), seeing its rejected
-                          SQL and the reason each time
+                          sql.max_attempts, seeing its rejected SQL and the reason each time
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -33,8 +28,7 @@ from typing import Any, Protocol
 from ..protocol.sql import Attempt, QueryRows, SqlRequest, Timings
 from ..sql.settings import SqlSettings
 from ..sql.baseline import BaselineAnswer
-from ..sql.choice import Executed, ScoredCandidate, by_execution
-from ..sql.compare import is_ordered
+from ..sql.choice import ScoredCandidate
 from ..sql.connections import Database
 from ..sql.cues import best_agreeing
 from ..sql.edits import with_edits
@@ -52,15 +46,11 @@ class StageHost(Protocol):
 
     async def try_candidate(self, run: "SqlRun", attempt: Attempt) -> str | None: ...
 
-    async def check_candidate(self, run: "SqlRun", attempt: Attempt) -> tuple: ...
-
     async def order_by_question(self, engine, templates: list[ScoredCandidate], question: str,
                                 usage: "Usage") -> list[ScoredCandidate]: ...
 
     async def complete_sql(self, engine, messages: list[dict], grammar: str | None, max_tokens: int | None,
-                           usage: "Usage", is_disconnected, timeout_s: float, shared: str = "", *,
-                           temperature: float = 0.0, seed: int | None = None,
-                           logprobs: bool = False) -> tuple[str, bool, float | None]: ...
+                           usage: "Usage", is_disconnected, timeout_s: float, shared: str = "") -> tuple[str, bool]: ...
 
 
 @dataclass
@@ -102,7 +92,6 @@ class SqlRun:
     final: ValidationReport | None = None
     result: QueryRows | None = None
     stopped: bool = False  # a stage ended the request (timeout, client gone, the model declined)
-    written: int = 0  # the model's greedy attempts so far (of sql.max_attempts)
 
 
 def template_candidates(templates: list[BaselineAnswer], question: str, dialect: str,
@@ -132,63 +121,10 @@ async def answer_with_template(service: StageHost, run: SqlRun) -> None:
             return
 
 
-async def vote_by_execution(service: StageHost, run: SqlRun) -> None:
-    """The greedy query first (its prompt is then cached, and the samples copy it), then the sampled
-    ones at once. A query the model declined or the deadline cut takes no part; when none passes,
-    the greedy query's error goes to write_with_model as its first correction."""
-    options = service.options
-    if options.samples < 2:
-        return
-    t0 = time.perf_counter()
-    budget_s = options.generation_timeout_s - (t0 - run.started)
-    if budget_s <= 0:
-        run.status, run.stopped = "timeout", True
-        return
-
-    def write(i: int):
-        return service.complete_sql(run.engine, run.messages, run.grammar, run.req.max_tokens or run.max_new_tokens,
-                                    run.usage, run.is_disconnected, budget_s, run.shared,
-                                    temperature=options.sample_temperature if i else 0.0, seed=i or None,
-                                    logprobs=True)
-    greedy = await write(0)
-    written = [greedy] + list(await asyncio.gather(*(write(i) for i in range(1, options.samples))))
-    run.timings.generation_ms += _ms(t0)
-    run.written = 1
-    executed: list[Executed] = []
-    checked: dict[str, tuple[Attempt, tuple]] = {}  # a query sampled twice runs once
-    for index, (raw, timed_out, logprob) in enumerate(written):
-        sql = None if timed_out else parse_answer(raw)
-        attempt = Attempt(number=len(run.attempts) + 1, raw=raw, sql=sql, source="model" if index == 0 else "sample",
-                          logprob=logprob, stage="timeout" if timed_out else "ok" if sql else "generation")
-        run.attempts.append(attempt)
-        if sql is None:
-            if index == 0 and not timed_out:  # the greedy answer declined: the schema cannot answer it
-                run.status = "unanswerable"
-            continue
-        if sql in checked:
-            first, outcome = checked[sql]
-            attempt.valid, attempt.failed_rule, attempt.stage, attempt.error = \
-                first.valid, first.failed_rule, first.stage, first.error
-        else:
-            outcome = await service.check_candidate(run, attempt)
-            checked[sql] = attempt, outcome
-        status, report, rows, feedback = outcome
-        if index == 0 and report is None:
-            run.messages = run.messages + correction_messages(sql, feedback)
-        if report is not None:
-            executed.append(Executed(sql=report.sql, rows=None if rows is None else rows.rows,
-                                     ordered=is_ordered(report.sql, run.schema.dialect), logprob=logprob, index=index,
-                                     payload=(status, report, rows)))
-    if not executed:
-        run.stopped = run.status == "unanswerable"
-        return
-    run.status, run.final, run.result = by_execution(executed)[0][0].payload
-
-
 async def write_with_model(service: StageHost, run: SqlRun) -> None:
     options = service.options
     messages = run.messages
-    for _ in range(max(0, (run.req.max_attempts or options.max_attempts) - run.written)):
+    for _ in range(run.req.max_attempts or options.max_attempts):
         number = len(run.attempts) + 1
         if number > 1 and run.is_disconnected is not None and await run.is_disconnected():
             service.log.info("client went away; no further attempts")
@@ -199,7 +135,7 @@ async def write_with_model(service: StageHost, run: SqlRun) -> None:
         if budget_s <= 0:
             run.status, run.stopped = "timeout", True
             return
-        raw, timed_out, _ = await service.complete_sql(run.engine, messages, run.grammar,
+        raw, timed_out = await service.complete_sql(run.engine, messages, run.grammar,
                                                     run.req.max_tokens or run.max_new_tokens, run.usage,
                                                     run.is_disconnected, budget_s, run.shared)
         run.timings.generation_ms += _ms(t0)
@@ -220,8 +156,7 @@ async def write_with_model(service: StageHost, run: SqlRun) -> None:
         messages = messages + correction_messages(sql, feedback)
 
 
-STAGES: tuple[Callable[[StageHost, SqlRun], Awaitable[None]], ...] = (
-    answer_with_template, vote_by_execution, write_with_model)
+STAGES: tuple[Callable[[StageHost, SqlRun], Awaitable[None]], ...] = (answer_with_template, write_with_model)
 
 
 def _ms(since: float) -> float:

@@ -218,14 +218,9 @@ class SqlService:
     async def try_candidate(self, run: SqlRun, attempt: Attempt) -> str | None:
         """Validates (and runs) one candidate into `run`; what to tell the model when it failed."""
         run.attempts.append(attempt)
-        run.status, run.final, run.result, feedback = await self.check_candidate(run, attempt)
+        run.status, run.final, run.result, feedback = await self._check(
+            run.database, run.schema, run.dialect, run.max_rows, run.req.execute, attempt, run.timings, run.grounding)
         return feedback
-
-    async def check_candidate(self, run: SqlRun, attempt: Attempt):
-        """Validates (and runs) one candidate without answering with it: (status, the passing report or
-        None, the rows or None, what to tell the model when it failed)."""
-        return await self._check(run.database, run.schema, run.dialect, run.max_rows, run.req.execute, attempt,
-                                 run.timings, run.grounding)
 
     async def _check(self, database: Database, schema: DatabaseSchema, dialect: str, max_rows: int | None,
                      execute: bool, attempt: Attempt, timings: Timings, grounding: Grounding | None = None):
@@ -277,13 +272,9 @@ class SqlService:
         return by_likelihood(scored, self.options.edit_penalty)
 
     async def complete_sql(self, engine, messages: list[dict], grammar: str | None, max_tokens: int | None,
-                           usage: Usage, is_disconnected, timeout_s: float, shared: str = "", *,
-                           temperature: float = 0.0, seed: int | None = None,
-                           logprobs: bool = False) -> tuple[str, bool, float | None]:
-        """The model's reply to `messages`, whether the deadline cut it short, and with `logprobs` its
-        log-probability (the sum over its tokens; None when cut or not asked). `shared` is the prompt
-        text every question on this schema starts with (the prefix cache's boundary). Greedy unless
-        `temperature` (the samples of sql.samples)."""
+                           usage: Usage, is_disconnected, timeout_s: float, shared: str = "") -> tuple[str, bool]:
+        """The model's reply to `messages`, and whether the deadline cut it short. `shared` is the
+        prompt text every question on this schema starts with (the prefix cache's boundary)."""
         # Thinking off (Qwen3's empty think block after the prompt), as training renders it.
         prompt = engine.render_chat(messages, add_generation_prompt=True, template_kwargs=TEMPLATE_KWARGS)
         tokens = engine.tokenize(prompt, add_special=False, parse_special=True)
@@ -292,11 +283,9 @@ class SqlService:
             raise ContextLengthExceeded(
                 f"the Text-to-SQL prompt takes {len(tokens)} of the model's {engine.n_ctx} context tokens; "
                 "lower sql.max_prompt_tables or sql.few_shot_k, or use a longer context", param="question")
-        # Greedy: a query is right or wrong, and the same question should give the same SQL. The
-        # sampled queries of a vote (sql.samples) take fixed seeds, so they too are the same each time.
-        params = SamplingParams(max_tokens=min(max_tokens or self.options.max_new_tokens, room),
-                                temperature=temperature, seed=seed, stop=("\n\n", ";", "```"), grammar=grammar,
-                                logprobs=logprobs)
+        # Greedy: a query is right or wrong, and the same question should give the same SQL.
+        params = SamplingParams(max_tokens=min(max_tokens or self.options.max_new_tokens, room), temperature=0.0,
+                                stop=("\n\n", ";", "```"), grammar=grammar)
         request = GenerationRequest(tuple(tokens), params, new_id("sqlgen"),
                                     prefix_boundary(engine, prompt, tokens, shared))
         out = await run_to_end(engine, request, self.metrics, engine.name, is_disconnected, timeout_s)
@@ -304,9 +293,7 @@ class SqlService:
             usage.add(out.finish)
             if usage.ttft_ms is None and out.finish.time_to_first_token_s is not None:
                 usage.ttft_ms = round(out.finish.time_to_first_token_s * 1000, 3)
-        logprob = None if out.timed_out or not logprobs or any(t.logprob is None for t in out.tokens) \
-            else sum(t.logprob for t in out.tokens)
-        return out.text, out.timed_out, logprob
+        return out.text, out.timed_out
 
     # -- shared -----------------------------------------------------------------------------
 

@@ -79,7 +79,7 @@ def is_ordered(sql: str, dialect: str = "sqlite") -> bool:
     return tree.args.get("order") is not None
 
 
-def row_sort_key(row: tuple) -> tuple:
+def _sort_key(row: tuple) -> tuple:
     # None first, numbers rounded (so a tolerance-sized difference rarely reorders), then text.
     return tuple((0, "") if v is None else (1, round(v, 4)) if isinstance(v, float) else (2, str(v)) for v in row)
 
@@ -101,7 +101,7 @@ def _same_normalised(a: list[tuple], b: list[tuple], ordered: bool, rel_tol: flo
         return False
     if ordered:
         return all(_rows_equal(x, y, rel_tol, abs_tol) for x, y in zip(a, b))
-    sa, sb = sorted(a, key=row_sort_key), sorted(b, key=row_sort_key)
+    sa, sb = sorted(a, key=_sort_key), sorted(b, key=_sort_key)
     if all(_rows_equal(x, y, rel_tol, abs_tol) for x, y in zip(sa, sb)):
         return True
     # Sorting can pair rows wrongly when floats within tolerance straddle a rounding boundary;

@@ -235,16 +235,6 @@ class SqlSettings(BaseModel):
         "templates the question must be after an edit for the edit to answer: a prior (log P(query)) against "
         "queries no example pair has (how it was set: training/README.md).",
     )
-    samples: int = Field(
-        1, ge=1, le=16, description="When no template answers, how many queries the model writes for the vote: "
-        "1 = its greedy answer alone; N > 1 = the greedy answer, then N - 1 sampled at sql.sample_temperature "
-        "(fixed seeds: the same question gets the same answer), all at once. Each that passes validation runs; "
-        "they are grouped by result and the largest group answers (execution-based self-consistency; ties: the "
-        "likeliest query, then the greedy one; server/sql/choice.py by_execution). When none passes, the model "
-        "writes again seeing the error (sql.max_attempts). Measured figures: training/README.md.",
-    )
-    sample_temperature: float = Field(
-        0.7, gt=0, le=2, description="With sql.samples > 1, the temperature of the sampled queries.")
     max_prompt_tables: int = Field(12, ge=1, description="Prune the schema to this many tables.")
     default_database: str | None = Field(None, description="Database used when a request names none.")
 

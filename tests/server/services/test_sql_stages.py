@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from server.services.sql_stages import (STAGES, answer_with_template, template_candidates, vote_by_execution,
-                                         write_with_model)
+from server.services.sql_stages import STAGES, answer_with_template, template_candidates, write_with_model
 from server.sql.settings import SqlSettings
 from server.sql.baseline import BaselineAnswer
 
@@ -14,7 +13,7 @@ SET_OP = ("SELECT name FROM customers WHERE country = 'France' "
 
 
 def test_the_templates_answer_before_the_model_writes():
-    assert STAGES == (answer_with_template, vote_by_execution, write_with_model)
+    assert STAGES == (answer_with_template, write_with_model)
 
 
 def test_only_complete_templates_are_candidates_in_retrieval_order():
