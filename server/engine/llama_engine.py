@@ -26,7 +26,7 @@ from ..errors import ContextLengthExceeded, EngineFailure, HearthError
 from .adapters import load_lora, set_loras
 from .base import EngineStats, FinishEvent, GenerationEvent, GenerationRequest
 from .gguf_file import kv_bytes_per_token
-from .kernel_check import short_prompt_cuts_are_exact
+from .kernel_check import long_prompt_cuts_are_exact, short_prompt_cuts_are_exact
 from .scheduler import Scheduler
 from .slots import CPU_FA_TILE_ROWS
 from .template import CHATML_TEMPLATE, ChatTemplate
@@ -161,6 +161,16 @@ class LlamaEngine:
         if n_gpu_layers == 0 and not self.short_prompt_reuse:
             log.warning("model %s: cut prompts do not decode bit-identically here; prefix reuse stays "
                         "in whole %d-token blocks", name, prefill_chunk)
+        # Longer prompts likewise, in chunks of at least CPU_FA_TILE_ROWS rows (the tiled kernel),
+        # which needs blocks of at least twice that (slots.tiled_chunk_end).
+        self._block = min(prefill_chunk, n_batch)
+        self.long_prompt_reuse = (self.short_prompt_reuse and self._block >= 2 * CPU_FA_TILE_ROWS
+                                  and self._scheduler.call(self._long_cuts_exact))
+        self._scheduler.long_prompt_reuse = self.long_prompt_reuse
+        if self.short_prompt_reuse and not self.long_prompt_reuse:
+            log.warning("model %s: long prompts' prefixes are reused in whole %d-token blocks only (%s)", name,
+                        self._block, "blocks under 128 tokens" if self._block < 2 * CPU_FA_TILE_ROWS else
+                        "a long prompt cut two ways into tiled chunks does not decode bit-identically here")
         self._embed_ctx = None
         self._embed_lock = threading.Lock()
         self.load_seconds = time.perf_counter() - t0
@@ -178,6 +188,18 @@ class LlamaEngine:
             [{"role": "user", "content": "Which three cities had the most orders last year?"}],
             add_generation_prompt=True))[: CPU_FA_TILE_ROWS - 1]
         return len(probe) > 2 and short_prompt_cuts_are_exact(self._ctx, self.n_vocab, probe)
+
+    def _long_cuts_exact(self) -> bool:
+        # 300 tokens (fewer if a sequence holds fewer), past SPLIT_KV_FREE_END as long prompts are.
+        line = "The orders table lists every order with its customer, its date and its total in euros. "
+        probe = self.tokenize(self.template.render(
+            [{"role": "system", "content": line * 24},
+             {"role": "user", "content": "Which customers ordered the most last year?"}],
+            add_generation_prompt=True))[: min(300, self.n_ctx)]
+        if len(probe) < 3 * CPU_FA_TILE_ROWS:
+            log.info("model %s: %d-token sequences are too short to check long prompts' cuts", self.name, self.n_ctx)
+            return False
+        return long_prompt_cuts_are_exact(self._ctx, self.n_vocab, probe, self._block)
 
     # -- tokens and templates -------------------------------------------------------------
 

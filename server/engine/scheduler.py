@@ -48,8 +48,8 @@ from .batch import BatchEntry, fill_batch
 from .jobs import Job, Outbox
 from .sampling import SamplerChain, logprobs_at
 from .slots import (
-    CPU_FA_TILE_ROWS, MIN_REUSE_TOKENS, Slot, chunk_end, common_prefix, compact_choices, reusable_length,
-    run_span,
+    CPU_FA_TILE_ROWS, MIN_REUSE_TOKENS, SPLIT_KV_FREE_END, Slot, chunk_end, common_prefix, compact_choices,
+    reusable_length, run_span, tiled_chunk_end,
 )
 from .text import IncrementalText
 
@@ -71,6 +71,7 @@ class Scheduler:
         token_piece: Callable[[int], bytes],
         token_text: Callable[[int], str],
         short_prompt_reuse: bool = False,
+        long_prompt_reuse: bool = False,
     ):
         self._ctx = ctx
         self._vocab = vocab
@@ -83,6 +84,9 @@ class Scheduler:
         # Reuse short prompts' prefixes at any length (see CPU_FA_TILE_ROWS): CPU builds only.
         # The engine may set it after its load-time check, before any request arrives.
         self.short_prompt_reuse = short_prompt_reuse
+        # Prefill longer prompts in chunks of CPU_FA_TILE_ROWS rows or more and reuse their prefixes
+        # at any length that leaves that many rows to prefill: likewise, set by the engine's check.
+        self.long_prompt_reuse = long_prompt_reuse
         self._piece = token_piece
         self._token_text = token_text
         self.slots = [Slot(seq_id=i) for i in range(n_slots)]
@@ -254,13 +258,18 @@ class Scheduler:
         # of `block` (or ending at the request's prefix boundary, slots.chunk_end), and a hit
         # restarts at a chunk end the cache shares: the tail is then computed in exactly the chunks
         # a miss would use, and hits give the same output as misses (slots.reusable_length).
-        # Short prompts on a CPU build are the exception (CPU_FA_TILE_ROWS): any length is reused.
+        # On a CPU build the chunks can be cut finer (CPU_FA_TILE_ROWS): a short prompt reuses a
+        # short one's cells at any length, and a longer one, prefilled in chunks of at least
+        # CPU_FA_TILE_ROWS rows, reuses another such prompt's at any length that leaves that many
+        # tokens to prefill: a warm request recomputes only what it does not share, or 64 tokens.
         short = self.short_prompt_reuse and len(prompt) < CPU_FA_TILE_ROWS
+        long = self.long_prompt_reuse and len(prompt) >= CPU_FA_TILE_ROWS
         boundary = job.request.prefix_boundary
         if boundary is not None and not 0 < boundary < len(prompt):
             boundary = None
         if best is not None and not (short and best.short):
-            best_len = reusable_length(best_len, boundary, best.boundary, self._block)
+            best_len = reusable_length(best_len, boundary, best.boundary, self._block, long=long,
+                                       cached_long=best.long, cached_prefilled=best.prefilled, length=len(prompt))
         self.prefix_lookups += 1
         # Keep the running sequences on a compact run of seq ids. With one KV stream per slot,
         # llama.cpp puts only consecutive seq ids in one ubatch (split_equal, sequential) and views
@@ -299,6 +308,7 @@ class Scheduler:
         target.cached = prompt[:reused]
         target.short = short
         target.boundary = boundary
+        target.long = long
         target.pending = prompt[reused:]
         target.job = job
         target.reused = reused
@@ -317,6 +327,7 @@ class Scheduler:
         target.scoring = min(len(params.forced_tokens), params.max_tokens, room) if params.logprobs else 0
         if target.scoring > 0:
             target.pending = target.pending + list(params.forced_tokens[:target.scoring - 1])
+        target.prefilled = reused + len(target.pending)
 
     def _reap_cancelled(self) -> None:
         for slot in self.slots:
@@ -352,7 +363,9 @@ class Scheduler:
         chunk_cap = self._block if decodes else self._n_batch
         for slot in sorted((s for s in active if s.pending), key=lambda s: s.job.enqueued_at):
             pos = len(slot.cached)
-            take = min(len(slot.pending), chunk_end(pos, slot.boundary, self._block) - pos)
+            end = tiled_chunk_end(pos, slot.prefilled, self._block) if slot.long else chunk_end(
+                pos, slot.boundary, self._block)
+            take = min(len(slot.pending), end - pos)
             if take > min(budget, chunk_cap) and (decodes or chunks):
                 continue
             piece, slot.pending = slot.pending[:take], slot.pending[take:]
@@ -365,9 +378,14 @@ class Scheduler:
         # does not depend on what else is batched: llama.cpp would cut it into ubatches beside the
         # other sequences' tokens (one token first, then the rest), and on a CPU build a chunk of
         # CPU_FA_TILE_ROWS rows or more rounds differently when cut (slots.py). Shorter chunks there
-        # are computed alike however they are cut, and share the decode tokens' llama_decode.
+        # are computed alike however they are cut, and share the decode tokens' llama_decode, if
+        # they end within SPLIT_KV_FREE_END: past it, llama.cpp could leave a lone last row of the
+        # chunk to a ubatch of its own (split_equal takes as many rows of each sequence as the
+        # shortest has), and a lone row there takes the split-KV path, which rounds differently.
         def cut_alike(chunk) -> bool:
-            return self.short_prompt_reuse and len(chunk[1]) < CPU_FA_TILE_ROWS
+            slot, piece = chunk[0], chunk[1]
+            return (self.short_prompt_reuse and len(piece) < CPU_FA_TILE_ROWS
+                    and len(slot.cached) + len(piece) <= SPLIT_KV_FREE_END)
 
         shared = decodes + [c for c in chunks if cut_alike(c)]
         groups = ([shared] if shared else []) + [[c] for c in chunks if not cut_alike(c)]

@@ -24,8 +24,25 @@ MIN_REUSE_TOKENS = 8
 # is cut (one chunk, or split by llama.cpp into ubatches beside other sequences), and its cached
 # prefix can be reused at any length with output identical to a miss. Measured on the embedded
 # model: splitting a 30-63-token prompt anywhere leaves its logits bit-identical; splitting a
-# 64-token prompt anywhere changes them (by up to 0.9). Longer prompts keep the block rule.
+# 64-token prompt anywhere changes them (by up to 0.9).
+# The tiled kernel, for its part, computes each row alike in any chunk of at least this many rows:
+# a 300- or 1,300-token prompt cut anywhere into such chunks (64, 72, 100, 128, 136 or 512 rows)
+# ends on bit-identical logits, while one chunk of 36 rows among them changes them (by 0.7). So a
+# longer prompt is prefilled in chunks of at least this many rows (tiled_chunk_end), and its cached
+# prefix can be reused at any length that leaves at least this many tokens to prefill (the long
+# prompt rule, reusable_length). Per-row chunks would be no substitute: at 1,200 cells of context
+# the per-row kernel took about 17 ms a row here against the tiled one's 3.5, so a warm request
+# recomputes 64 tiled rows (about 0.2 s) sooner than 20 per-row ones (0.34 s).
 CPU_FA_TILE_ROWS = 64
+# The same kernel has a third path (use_split_kv_path in ggml-cpu/ops.cpp): one query row of one
+# stream over 512 or more KV cells is split across the threads by KV cells, and rounds differently
+# from the per-row kernel. llama.cpp pads a stream's KV view to a multiple of 256 cells, so a
+# chunk ending at or below this position never meets it, however llama.cpp cuts it; a chunk past
+# it must never reach the kernel as a lone row (scheduler._step's cut_alike). Measured: a repeated
+# 700-token prompt whose last row was computed alone started its answer with a log-probability of
+# -0.67 where a miss had -0.72. Decoded tokens are such rows, so the long prompt rule never reuses
+# them as prompt (Slot.prefilled).
+SPLIT_KV_FREE_END = 256
 
 
 @dataclass
@@ -45,6 +62,8 @@ class Slot:
     batch_index: int = -1
     short: bool = False  # every cached cell came from a prompt shorter than CPU_FA_TILE_ROWS (or decoding)
     boundary: int | None = None  # the prefix boundary its cells were prefilled with (chunk_end)
+    long: bool = False  # every prefilled cell came from a chunk of CPU_FA_TILE_ROWS rows or more
+    prefilled: int = 0  # how many of its cached cells the prefill computed (the rest: decoded)
     scoring: int = 0  # teacher-forced tokens scored in the prefill (forced_tokens with logprobs), 0: none
     batch_rows: list[int] = field(default_factory=list)  # this step's logits rows, one per scored position
 
@@ -84,6 +103,9 @@ def common_prefix(a: list[int], b: list[int], limit: int) -> int:
 # a request that names a prefix boundary (the end of a shared system prompt or database schema,
 # GenerationRequest.prefix_boundary) has its blocks end there and restart from it, so the whole
 # shared prefix, not just its whole blocks, can be reused by the next request with that boundary.
+# On a CPU build where the load-time check holds, two rules cut finer (CPU_FA_TILE_ROWS): a
+# prompt shorter than CPU_FA_TILE_ROWS is computed row by row and a longer one in chunks of at
+# least that many rows, and either reuses a cache of its own kind at any length.
 
 
 def chunk_end(pos: int, boundary: int | None, block: int) -> int:
@@ -95,14 +117,47 @@ def chunk_end(pos: int, boundary: int | None, block: int) -> int:
     return (pos // block + 1) * block
 
 
-def reusable_length(match: int, boundary: int | None, cached_boundary: int | None, block: int) -> int:
+def tiled_chunk_end(pos: int, end: int, block: int) -> int:
+    """Where a long prompt's chunk that starts at `pos` ends, `end` being where its prefill ends:
+    `block` rows, or fewer so that what follows keeps CPU_FA_TILE_ROWS rows, or all that is left.
+    Every chunk then has CPU_FA_TILE_ROWS rows or more when the prefill starts with that many left
+    and `block` is at least twice that."""
+    left = end - pos
+    if left <= block:
+        return end
+    return pos + min(block, left - CPU_FA_TILE_ROWS)
+
+
+def last_chunk_end(pos: int, boundary: int | None, block: int) -> int:
+    """The last aligned chunk end (chunk_end's) at or before `pos`; 0 counts as one."""
+    if boundary is not None and pos >= boundary:
+        return boundary + (pos - boundary) // block * block
+    return pos // block * block
+
+
+def reusable_length(match: int, boundary: int | None, cached_boundary: int | None, block: int, *,
+                    long: bool = False, cached_long: bool = False, cached_prefilled: int | None = None,
+                    length: int | None = None) -> int:
     """How much of a `match`-token cached prefix a request may reuse and stay bit-identical to a
-    miss: up to a chunk end of its own, computed with the same chunk ends as the cache. With equal
-    boundaries that is the last chunk end at or before `match`; otherwise only the whole blocks
-    below both boundaries are cut alike."""
+    miss.
+
+    `long`/`cached_long`: the request is, and the cache was, prefilled by the long prompt rule
+    (tiled_chunk_end); `cached_prefilled`: how many of the cache's cells its prefill computed (the
+    rest were decoded, one row at a time); `length`: the request's prompt length.
+
+    Both long: any length within the cache's prefilled cells that leaves CPU_FA_TILE_ROWS tokens
+    to prefill. One long, not the other: nothing (their cells come from different kernels).
+    Otherwise up to a chunk end of its own, computed with the same chunk ends as the cache, within
+    the cache's whole prefilled chunks: with equal boundaries the last chunk end at or before that;
+    otherwise only the whole blocks below both boundaries are cut alike."""
+    prefilled = match if cached_prefilled is None else cached_prefilled
+    if long != cached_long:
+        return 0
+    if long:
+        assert length is not None, "the long prompt rule needs the prompt's length"
+        return max(0, min(match, prefilled, length - CPU_FA_TILE_ROWS))
+    limit = match if cached_prefilled is None else min(match, last_chunk_end(prefilled, cached_boundary, block))
     if boundary == cached_boundary:
-        if boundary is not None and match >= boundary:
-            return boundary + (match - boundary) // block * block
-        return match // block * block
-    limit = min(b for b in (match, boundary, cached_boundary) if b is not None)
+        return last_chunk_end(limit, boundary, block)
+    limit = min(b for b in (limit, boundary, cached_boundary) if b is not None)
     return limit // block * block

@@ -180,7 +180,12 @@ def test_prefix_cache_hit_returns_the_same_output_as_a_miss(embedded_engine):
     assert embedded_engine.stats().prefix_cache_hits >= before + 2
 
 
-def test_a_prefix_boundary_is_reused_whole_with_the_same_output_as_a_miss(embedded_engine):
+@pytest.mark.parametrize("long_rule", [False, True])
+def test_a_prefix_boundary_is_reused_whole_with_the_same_output_as_a_miss(embedded_engine, long_rule):
+    # Where the long prompt rule is off (a GPU build, or a failed load-time check), blocks end at
+    # the boundary so that all of the shared prefix is reused; where it is on, all but the last
+    # CPU_FA_TILE_ROWS tokens of the prompt are, whatever the boundary.
+    from server.engine.slots import CPU_FA_TILE_ROWS
     from server.services.generation import chat_prefix_text, prefix_boundary
 
     system = "You answer questions about the Hearth appliance's warehouse, its stock and its deliveries. " * 12
@@ -199,6 +204,8 @@ def test_a_prefix_boundary_is_reused_whole_with_the_same_output_as_a_miss(embedd
     scheduler = embedded_engine._scheduler
 
     async def go():
+        await wait_idle(embedded_engine)
+        scheduler.call(scheduler._evict_idle)
         await collect(embedded_engine, first)
         hit, hit_finish = await collect(embedded_engine, second)
         await wait_idle(embedded_engine)
@@ -206,8 +213,16 @@ def test_a_prefix_boundary_is_reused_whole_with_the_same_output_as_a_miss(embedd
         miss, miss_finish = await collect(embedded_engine, second)
         return hit, hit_finish, miss, miss_finish
 
-    hit, hit_finish, miss, miss_finish = asyncio.run(go())
-    assert hit_finish.cached_tokens == boundary  # all of the shared prefix, not its whole blocks
+    assert scheduler.long_prompt_reuse
+    scheduler.long_prompt_reuse = long_rule  # read when a request is placed, on the engine thread
+    try:
+        hit, hit_finish, miss, miss_finish = asyncio.run(go())
+    finally:
+        scheduler.long_prompt_reuse = True
+    if long_rule:
+        assert hit_finish.cached_tokens == len(second.prompt_tokens) - CPU_FA_TILE_ROWS < boundary
+    else:
+        assert hit_finish.cached_tokens == boundary  # all of the shared prefix, not its whole blocks
     assert miss_finish.cached_tokens == 0
     assert hit == miss
 
@@ -339,3 +354,83 @@ def test_greedy_fast_path_picks_what_llama_cpps_greedy_sampler_picks(embedded_en
     finally:
         fast.close()
         slow.close()
+
+
+
+def test_a_long_prompts_cached_prefix_is_reused_at_any_length_with_the_same_output(embedded_engine):
+    # A /v1/sql-shaped prompt: instructions, then a ~700-token schema and a question in the user
+    # turn. Long prompts are prefilled in chunks of at least CPU_FA_TILE_ROWS rows, so a warm
+    # request reuses all it shares with the cache (not just up to a chunk end) as long as that
+    # leaves CPU_FA_TILE_ROWS tokens to prefill, and its tokens and log-probabilities are
+    # bit-identical to the same request on a cold engine: for a question that parts early, one
+    # that parts late, and an exact repeat.
+    from server.engine.slots import CPU_FA_TILE_ROWS, common_prefix, reusable_length
+    from server.services.generation import chat_prefix_text, prefix_boundary
+
+    assert embedded_engine.long_prompt_reuse
+    tables = "\n".join(
+        f"CREATE TABLE {name} (id INTEGER PRIMARY KEY, {name}_code TEXT NOT NULL, region TEXT, "
+        f"created_at DATE, amount_eur REAL, customer_id INTEGER REFERENCES customers(id), note TEXT);"
+        for name in ("orders", "invoices", "shipments", "returns", "payments", "refunds", "quotes", "carts",
+                     "coupons", "reviews", "tickets", "visits", "leads", "claims", "rentals", "repairs"))
+
+    def req(question):
+        msgs = [{"role": "system", "content": "Write one SQLite query that answers the question."},
+                {"role": "user", "content": f"{tables}\n\nQuestion: {question}"}]
+        prompt = embedded_engine.render_chat(msgs)
+        tokens = embedded_engine.tokenize(prompt)
+        boundary = prefix_boundary(embedded_engine, prompt, tokens, chat_prefix_text(embedded_engine, msgs))
+        return GenerationRequest(tuple(tokens), SamplingParams(max_tokens=12, temperature=0, logprobs=True),
+                                 prefix_boundary=boundary)
+
+    first = req("How many orders were placed in 2023?")
+    # Another question, and one that first restates the schema's last table at length.
+    near = req("Which region has the most refunds?")
+    far = req("Given that repairs have a region, a code, an amount in euros, a customer and a date of "
+              "creation, that every repair belongs to exactly one customer who may have many, and that "
+              "a region is any of north, south, east or west, each with its own warehouse, its own "
+              "drivers and its own opening hours, which region had the largest total amount of repairs "
+              "in 2023, counting only repairs of customers who also placed an order that year?")
+    n1, boundary = len(first.prompt_tokens), first.prefix_boundary
+    assert 600 < n1 < 1024 - 12 and boundary is not None
+    shared = {r: common_prefix(list(first.prompt_tokens), list(r.prompt_tokens), len(r.prompt_tokens) - 1)
+              for r in (near, far)}
+    assert len(near.prompt_tokens) - shared[near] < 30  # parts at the question: all but 64 are reused
+    assert len(far.prompt_tokens) - shared[far] > CPU_FA_TILE_ROWS + 20  # parts early: all it shares
+    assert reusable_length(shared[far], boundary, boundary, 128) < shared[far] - 20  # more than the aligned rule
+    scheduler = embedded_engine._scheduler
+
+    async def run(r):
+        out, finish = [], None
+        async for ev in embedded_engine.generate(r):
+            if isinstance(ev, TokenEvent):
+                out.append((ev.token_ids, ev.logprob))
+            else:
+                finish = ev
+        return out, finish
+
+    async def cold(r):
+        await wait_idle(embedded_engine)
+        scheduler.call(scheduler._evict_idle)  # every cache dropped: a miss
+        return await run(r)
+
+    async def go():
+        results = {}
+        for r in (near, far):
+            await cold(first)
+            results[r, "warm"] = await run(r)
+            results[r, "repeat"] = await run(r)
+            results[r, "cold"] = await cold(r)
+        return results
+
+    results = asyncio.run(go())
+    for r in (near, far):
+        n = len(r.prompt_tokens)
+        (warm, warm_finish), (repeat, repeat_finish), (miss, miss_finish) = (
+            results[r, kind] for kind in ("warm", "repeat", "cold"))
+        assert warm_finish.cached_tokens == min(shared[r], n - CPU_FA_TILE_ROWS)
+        assert repeat_finish.cached_tokens == n - CPU_FA_TILE_ROWS
+        assert miss_finish.cached_tokens == 0
+        assert len(miss) == 12
+        assert warm == miss
+        assert repeat == miss
