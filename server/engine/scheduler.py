@@ -26,7 +26,9 @@ Fairness between API keys: a job carries the key id of the request that submitte
 fewest slots running, ties to the key served least recently, oldest job first within a key: keys
 take turns, so one key's flood waits behind its own requests. And a key with nothing in the engine
 is never refused for a full queue (the queue may then exceed max_queue by one job per such key),
-so a flood cannot lock other keys out. With no keys configured every job is one key's: FIFO.
+so a flood cannot lock other keys out. A prompt of a key with nothing decoding is prefilled first,
+in a llama_decode of its own ahead of the running streams' tokens, and its first token is handed
+over before their step runs. With no keys configured every job is one key's: FIFO.
 """
 
 from __future__ import annotations
@@ -387,8 +389,18 @@ class Scheduler:
             return (self.short_prompt_reuse and len(piece) < CPU_FA_TILE_ROWS
                     and len(slot.cached) + len(piece) <= SPLIT_KV_FREE_END)
 
-        shared = decodes + [c for c in chunks if cut_alike(c)]
-        groups = ([shared] if shared else []) + [[c] for c in chunks if not cut_alike(c)]
+        # Prefill first for a key with nothing decoding: its prompt chunk runs in a llama_decode of
+        # its own ahead of the running streams, and its first token goes out before their step, so
+        # another key's flood delays it by the step in flight only (issue 26: fairness between keys).
+        decoding_keys = {slot.job.client for slot, _, _ in decodes}
+        first = [c for c in chunks if c[0].job.client not in decoding_keys] if decodes else []
+        rest = [c for c in chunks if not any(c is f for f in first)]
+        shared = decodes + [c for c in rest if cut_alike(c)]
+        for chunk in first:
+            self._decode([chunk])
+        if first:
+            self._outbox.flush()
+        groups = ([shared] if shared else []) + [[c] for c in rest if not cut_alike(c)]
         for group in groups:
             self._decode(group)
 

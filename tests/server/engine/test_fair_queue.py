@@ -101,3 +101,31 @@ def test_one_key_alone_is_served_in_arrival_order(embedded_engine):
     first, second = asyncio.run(go())
     # The shorter request's slot goes to the first to arrive; the second waits for a long one.
     assert first.first_at < second.first_at
+
+
+def test_a_key_with_nothing_decoding_is_prefilled_first_in_a_decode_of_its_own(embedded_engine, monkeypatch):
+    """Key B's prompt runs ahead of key A's decoding stream, alone, in the same step (issue 26: a
+    flood of one key delays another's first token by the step in flight only)."""
+    scheduler = embedded_engine._scheduler
+    real, groups = scheduler._decode, []
+
+    def recording(group):
+        groups.append([(slot.job.client, len(tokens)) for slot, tokens, _ in group])
+        return real(group)
+
+    monkeypatch.setattr(scheduler, "_decode", recording)
+
+    async def scenario():
+        a = Run(embedded_engine, "key-a", 120)
+        await started(a)
+        b = Run(embedded_engine, "key-b", 2)
+        await b.done.wait()
+        await a.done.wait()
+        return a, b
+
+    a, b = asyncio.run(scenario())
+    assert not a.refused and not b.refused
+    # B's prompt (its uncached tail: A's prompt is the same, so most of it is reused) is B's first work.
+    i = next(i for i, g in enumerate(groups) if any(key == "key-b" for key, _ in g))
+    assert groups[i] == [("key-b", groups[i][0][1])], groups  # alone: no decode token of key A beside it
+    assert ("key-a", 1) in groups[i + 1]  # and A's stream decodes right after, in the same step
