@@ -163,13 +163,12 @@ class LlamaEngine:
                         "in whole %d-token blocks", name, prefill_chunk)
         # Longer prompts likewise, in chunks of at least CPU_FA_TILE_ROWS rows (the tiled kernel),
         # which needs blocks of at least twice that (slots.tiled_chunk_end).
-        self._block = min(prefill_chunk, n_batch)
-        self.long_prompt_reuse = (self.short_prompt_reuse and self._block >= 2 * CPU_FA_TILE_ROWS
+        self.long_prompt_reuse = (self.short_prompt_reuse and self._scheduler.block >= 2 * CPU_FA_TILE_ROWS
                                   and self._scheduler.call(self._long_cuts_exact))
         self._scheduler.long_prompt_reuse = self.long_prompt_reuse
         if self.short_prompt_reuse and not self.long_prompt_reuse:
             log.warning("model %s: long prompts' prefixes are reused in whole %d-token blocks only (%s)", name,
-                        self._block, "blocks under 128 tokens" if self._block < 2 * CPU_FA_TILE_ROWS else
+                        self._scheduler.block, "blocks under 128 tokens" if self._scheduler.block < 2 * CPU_FA_TILE_ROWS else
                         "a long prompt cut two ways into tiled chunks does not decode bit-identically here")
         self._embed_ctx = None
         self._embed_lock = threading.Lock()
@@ -199,7 +198,7 @@ class LlamaEngine:
         if len(probe) < 3 * CPU_FA_TILE_ROWS:
             log.info("model %s: %d-token sequences are too short to check long prompts' cuts", self.name, self.n_ctx)
             return False
-        return long_prompt_cuts_are_exact(self._ctx, self.n_vocab, probe, self._block)
+        return long_prompt_cuts_are_exact(self._ctx, self.n_vocab, probe, self._scheduler.block)
 
     # -- tokens and templates -------------------------------------------------------------
 

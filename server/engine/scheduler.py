@@ -82,7 +82,7 @@ class Scheduler:
         self._n_batch = n_batch
         self._n_ctx_per_seq = n_ctx_per_seq
         self._max_queue = max_queue
-        self._block = min(prefill_chunk, n_batch)  # prefill block size, in tokens
+        self.block = min(prefill_chunk, n_batch)  # prefill block size, in tokens
         # Reuse short prompts' prefixes at any length (see CPU_FA_TILE_ROWS): CPU builds only.
         # The engine may set it after its load-time check, before any request arrives.
         self.short_prompt_reuse = short_prompt_reuse
@@ -270,7 +270,7 @@ class Scheduler:
         if boundary is not None and not 0 < boundary < len(prompt):
             boundary = None
         if best is not None and not (short and best.short):
-            best_len = reusable_length(best_len, boundary, best.boundary, self._block, long=long,
+            best_len = reusable_length(best_len, boundary, best.boundary, self.block, long=long,
                                        cached_long=best.long, cached_prefilled=best.prefilled, length=len(prompt))
         self.prefix_lookups += 1
         # Keep the running sequences on a compact run of seq ids. With one KV stream per slot,
@@ -362,11 +362,11 @@ class Scheduler:
         # Prefill, oldest request first, at most one aligned block per sequence per step. With
         # streams running, prompt work per step is capped at one block so they keep flowing.
         chunks: list[BatchEntry] = []
-        chunk_cap = self._block if decodes else self._n_batch
+        chunk_cap = self.block if decodes else self._n_batch
         for slot in sorted((s for s in active if s.pending), key=lambda s: s.job.enqueued_at):
             pos = len(slot.cached)
-            end = tiled_chunk_end(pos, slot.prefilled, self._block) if slot.long else chunk_end(
-                pos, slot.boundary, self._block)
+            end = tiled_chunk_end(pos, slot.prefilled, self.block) if slot.long else chunk_end(
+                pos, slot.boundary, self.block)
             take = min(len(slot.pending), end - pos)
             if take > min(budget, chunk_cap) and (decodes or chunks):
                 continue
@@ -393,8 +393,11 @@ class Scheduler:
         # its own ahead of the running streams, and its first token goes out before their step, so
         # another key's flood delays it by the step in flight only (issue 26: fairness between keys).
         decoding_keys = {slot.job.client for slot, _, _ in decodes}
-        first = [c for c in chunks if c[0].job.client not in decoding_keys] if decodes else []
-        rest = [c for c in chunks if not any(c is f for f in first)]
+        def goes_first(chunk) -> bool:
+            return bool(decodes) and chunk[0].job.client not in decoding_keys
+
+        first = [c for c in chunks if goes_first(c)]
+        rest = [c for c in chunks if not goes_first(c)]
         shared = decodes + [c for c in rest if cut_alike(c)]
         for chunk in first:
             self._decode([chunk])
