@@ -62,36 +62,3 @@ class FakeEngine:
 
     def close(self) -> None:
         self.closed = True
-
-
-class ScoringEngine(FakeEngine):
-    """A FakeEngine that honours teacher forcing: a forced generation replies with exactly the
-    forced tokens (characters, for this fake), each scored `logprob_of(forced text)`, or
-    `logprob_of(prompt)` with `by_prompt`; anything else replies with `reply`. So a test decides
-    which candidate "the model" prefers. `scored` lists (prompt, forced text); `most_in_flight` is
-    the most scoring requests that ran at once."""
-
-    def __init__(self, logprob_of, reply: str = "SELECT 1", *, by_prompt: bool = False):
-        super().__init__(n_ctx=8192, reply=reply)
-        self.logprob_of = logprob_of
-        self.by_prompt = by_prompt
-        self.scored: list[tuple[str, str]] = []
-        self.in_flight = self.most_in_flight = 0
-
-    async def generate(self, request):
-        forced = request.params.forced_tokens
-        if not forced:
-            async for event in super().generate(request):
-                yield event
-            return
-        self.requests.append(request)
-        prompt, text = self.detokenize(request.prompt_tokens), self.detokenize(forced)
-        self.scored.append((prompt, text))
-        self.in_flight += 1
-        self.most_in_flight = max(self.most_in_flight, self.in_flight)
-        logprob = self.logprob_of(prompt if self.by_prompt else text)
-        for token in forced:
-            await asyncio.sleep(0)  # let any other scoring request run meanwhile
-            yield TokenEvent(text=chr(token), token_ids=(token,), logprob=logprob)
-        self.in_flight -= 1
-        yield FinishEvent("stop", len(request.prompt_tokens), len(forced))

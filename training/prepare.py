@@ -38,7 +38,7 @@ def load_source(src: Source, recipe: Recipe) -> list[dict]:
         from .sql import sql_samples
 
         return sql_samples(src.path, source=src.name, serving=recipe.serve.sql, schema_source=src.schema_source,
-                           examples_path=src.examples_path, question_samples=src.question_samples)
+                           examples_path=src.examples_path)
     if src.kind == "replay":
         from .model import resolve_base
         from .replay import generate

@@ -47,7 +47,7 @@ def load_database(database: str, source: str = "live", dialect: str = "sqlite"):
 
 def sql_samples(path: str | Path, *, source: str = "sql", serving: SqlSettings | None = None,
                 schema_source: str = "live", examples_path: str | Path | None = None,
-                splits: tuple[str, ...] = ("train",), question_samples: bool = False) -> list[dict]:
+                splits: tuple[str, ...] = ("train",)) -> list[dict]:
     """One chat sample per pair: [user (instructions+schema+question), ..., assistant (SQL)].
 
     The prompt is the one serving builds under `serving` (the recipe's serve.sql, default the
@@ -55,16 +55,10 @@ def sql_samples(path: str | Path, *, source: str = "sql", serving: SqlSettings |
     SQL after the question, drafted from the other pairs, never from the pair itself), the schema
     pruned to sql.max_prompt_tables, and the draft pool with sql.schema_templates.
     `examples_path` is the file serving retrieves examples from (default: `path`).
-
-    `question_samples` adds the reverse task for every pair: the SQL (canonical) in, the question
-    out, through server.sql.prompt.question_messages as serving's sql.template_choice = "model"
-    scores it. Such samples carry "task": "question" and are ~100 tokens (no schema).
     """
     from server.sql.baseline import TemplateBaseline
     from server.sql.canonical import canonical_sql
-    from server.sql.prompt import (
-        TEMPLATE_KWARGS, Example, question_answer, question_messages, sql_answer, sql_messages,
-    )
+    from server.sql.prompt import TEMPLATE_KWARGS, Example, sql_answer, sql_messages
     from server.sql.retrieval import load_examples, prune_tables
     from server.sql.synth import with_schema_templates
 
@@ -99,11 +93,4 @@ def sql_samples(path: str | Path, *, source: str = "sql", serving: SqlSettings |
             "verbatim": True, "dedup_key": f"{row['question']}\n{row['sql']}",
             "shape": row.get("shape"), "template_kwargs": dict(TEMPLATE_KWARGS),
         })
-        if question_samples and target is not None:
-            out.append({
-                "messages": question_messages(target) + [{"role": "assistant", "content": question_answer(row["question"])}],
-                "source": source, "id": f"{row.get('id', len(out))}:question", "verbatim": True,
-                "dedup_key": f"question\n{row['question']}\n{row['sql']}", "shape": row.get("shape"),
-                "task": "question", "template_kwargs": dict(TEMPLATE_KWARGS),
-            })
     return out

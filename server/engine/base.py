@@ -33,8 +33,8 @@ class SamplingParams:
     # A llama.cpp GBNF grammar the output must match (JSON schema, SQL over a live schema).
     grammar: str | None = None
     # Teacher forcing: emit exactly these tokens (no sampling), then stop. With `logprobs`, each
-    # comes with the model's log-probability of it: a score of a given text (Text-to-SQL's
-    # candidate ranking, server/sql/choice.py), spelled as the tokenizer spells it.
+    # comes with the model's log-probability of it: a score of a given text, spelled as the
+    # tokenizer spells it (tests/server/engine/test_forced_tokens.py).
     forced_tokens: tuple[int, ...] = ()
 
 

@@ -323,7 +323,7 @@ class Scheduler:
         # Teacher forcing for a score (forced tokens with logprobs) needs no sampling: the forced
         # tokens join the prompt and every logits row from the prompt's last token on is read in
         # the prefill, one llama_decode for what would take a decode step per token. The rows
-        # agree with step-by-step decoding to float rounding (tests/server/services/test_sql_candidates.py).
+        # agree with step-by-step decoding to float rounding (tests/server/engine/test_forced_tokens.py).
         params = job.request.params
         room = self._n_ctx_per_seq - len(prompt)
         target.scoring = min(len(params.forced_tokens), params.max_tokens, room) if params.logprobs else 0

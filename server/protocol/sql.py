@@ -78,15 +78,9 @@ class Attempt(BaseModel):
     failed_rule: str | None = None
     error: str | None = Field(None, description="Why the attempt failed (validation or execution).")
     stage: Literal["generation", "validation", "execution", "timeout", "ok"] = "ok"
-    source: Literal["model", "template", "edit"] = Field(
+    source: Literal["model", "template"] = Field(
         "model", description="model: the model wrote it; template: the template baseline's filled query, every "
-        "slot filled from the question (sql.template_first); the model only chose it when several fitted "
-        "(sql.template_choice = model); edit: a fitting template changed by one structural rule (`edit` names "
-        "it, sql.template_edits), which the model chose over the templates.")
-    edit: str | None = Field(None, description="For source edit: the rule that made it from the template "
-                             "(server/sql/edits.py), e.g. swap_set_operation.")
-    logprob: float | None = Field(None, description="A candidate's log-probability under the model (sum over its "
-                                  "tokens); for a template chosen by the model, that of the question after it.")
+        "slot filled from the question (sql.template_first), the nearest fitting one first.")
     rank: int | None = Field(None, description="A candidate's or template's retrieval rank among SQL shapes: 0 is "
                              "the nearest pair's shape, the template baseline's own answer.")
 

@@ -5,14 +5,12 @@
 Each stage is a small async function of (service, run) that appends its attempts to `run` and sets
 `run.final` when a candidate passed validation (and execution); the next stage runs only while
 nothing has. What a stage considers is computed by pure functions over the retrieved templates
-(template_candidates), as server/sql/rules.py and edits.py are tuples of small pure functions.
+(template_candidates), as server/sql/rules.py is a tuple of small pure functions.
 
     answer_with_template  sql.template_first: a template whose values all fit and that uses the
-                          question's values (server/sql/baseline.py `complete`), with
-                          sql.template_edits its structural edits, those whose structure agrees
-                          best with the question's words (server/sql/cues.py); tried nearest
-                          first, or with sql.template_choice = model in the order of
-                          log P(question | query)
+                          question's values (server/sql/baseline.py `complete`), those whose
+                          structure agrees best with the question's words (server/sql/cues.py);
+                          tried nearest first
     write_with_model      the model writes the SQL (grammar-constrained by default), up to
                           sql.max_attempts, seeing its rejected SQL and the reason each time
 """
@@ -28,10 +26,8 @@ from typing import Any, Protocol
 from ..protocol.sql import Attempt, QueryRows, SqlRequest, Timings
 from ..sql.settings import SqlSettings
 from ..sql.baseline import BaselineAnswer
-from ..sql.choice import ScoredCandidate
 from ..sql.connections import Database
 from ..sql.cues import best_agreeing
-from ..sql.edits import with_edits
 from ..sql.grounding import Grounding
 from ..sql.prompt import correction_messages, parse_answer
 from ..sql.schema import DatabaseSchema
@@ -46,16 +42,13 @@ class StageHost(Protocol):
 
     async def try_candidate(self, run: "SqlRun", attempt: Attempt) -> str | None: ...
 
-    async def order_by_question(self, engine, templates: list[ScoredCandidate], question: str,
-                                usage: "Usage") -> list[ScoredCandidate]: ...
-
     async def complete_sql(self, engine, messages: list[dict], grammar: str | None, max_tokens: int | None,
                            usage: "Usage", is_disconnected, timeout_s: float, shared: str = "") -> tuple[str, bool]: ...
 
 
 @dataclass
 class Usage:
-    """Tokens one request used, over every generation and scoring."""
+    """Tokens one request used, over every generation."""
     prompt: int = 0
     completion: int = 0
     cached: int = 0
@@ -94,29 +87,28 @@ class SqlRun:
     stopped: bool = False  # a stage ended the request (timeout, client gone, the model declined)
 
 
+@dataclass(frozen=True)
+class TemplateCandidate:
+    sql: str
+    rank: int  # retrieval rank among the searched shapes, 0 = the nearest pair's (the template baseline's answer)
+
+
 def template_candidates(templates: list[BaselineAnswer], question: str, dialect: str,
-                        options: SqlSettings) -> list[ScoredCandidate]:
-    """The templates that may answer, in retrieval order: the complete ones, with their edits when
-    the model chooses (sql.template_edits), narrowed to those whose structure agrees best with the
-    question's words, less the plain words each leaves out (server/sql/cues.py)."""
+                        options: SqlSettings) -> list[TemplateCandidate]:
+    """The templates that may answer, in retrieval order (nearest first): the complete ones,
+    narrowed to those whose structure agrees best with the question's words, less the plain words
+    each leaves out (server/sql/cues.py). No option of `options` changes this order now (the
+    model's choice among them was removed: training/EXPERIMENTS.md)."""
     complete = [(rank, a) for rank, a in enumerate(templates) if a.complete]
     left_out = {rank: a.unused_words for rank, a in complete}
-    candidates = [ScoredCandidate(sql=a.sql, rank=rank) for rank, a in complete]
-    if options.template_choice == "model" and options.template_edits:
-        candidates = with_edits(candidates, dialect)
+    candidates = [TemplateCandidate(sql=a.sql, rank=rank) for rank, a in complete]
     return best_agreeing(candidates, question, dialect, [left_out[c.rank] for c in candidates])
 
 
 async def answer_with_template(service: StageHost, run: SqlRun) -> None:
-    candidates = template_candidates(run.templates, run.req.question, run.schema.dialect, service.options)
-    if service.options.template_choice == "model" and len(candidates) > 1:
-        t0 = time.perf_counter()
-        candidates = await service.order_by_question(run.engine, candidates, run.req.question, run.usage)
-        run.timings.generation_ms += _ms(t0)
-    for cand in candidates:
+    for cand in template_candidates(run.templates, run.req.question, run.schema.dialect, service.options):
         await service.try_candidate(run, Attempt(
-            number=len(run.attempts) + 1, raw=cand.sql, sql=cand.sql, rank=cand.rank, logprob=cand.logprob,
-            source="edit" if cand.edit else "template", edit=cand.edit))
+            number=len(run.attempts) + 1, raw=cand.sql, sql=cand.sql, rank=cand.rank, source="template"))
         if run.final is not None:
             return
 

@@ -40,14 +40,13 @@ from ..protocol.sql import (
 from ..settings import ServerSettings
 from ..sql.settings import SqlSettings
 from ..sql.baseline import TemplateBaseline
-from ..sql.choice import ScoredCandidate, by_likelihood
 from ..sql.connections import Database, DatabaseRegistry
 from ..sql.cost import limit_for
 from ..sql.execute import execute_readonly
 from ..sql.grammar import sql_grammar
 from ..sql.grounding import Grounding
 from ..sql.mentions import ValueIndex
-from ..sql.prompt import TEMPLATE_KWARGS, question_answer, question_messages, sql_messages
+from ..sql.prompt import TEMPLATE_KWARGS, sql_messages
 from ..sql.retrieval import load_examples, prune_tables
 from ..sql.sample.paths import ensure_sample_database
 from ..sql.schema import DatabaseSchema
@@ -55,7 +54,6 @@ from ..sql.synth import with_schema_templates
 from ..sql.validate import ValidationReport, validate_sql
 from .generation import PROMPT_SENTINEL, new_id, prefix_boundary, rendered_before, run_to_end
 from .models import ModelPool
-from .sql_candidates import score_candidates
 from .sql_stages import STAGES, SqlRun, Usage
 
 log = logging.getLogger("hearth.sql")
@@ -260,16 +258,6 @@ class SqlService:
             return "execution_error", None, None, exc.message
         timings.execution_ms += _ms(t0)
         return "ok", report, result, None
-
-    async def order_by_question(self, engine, templates: list[ScoredCandidate], question: str,
-                                usage: Usage) -> list[ScoredCandidate]:
-        """The fitting templates, most likely first by log P(question | query) (server/sql/choice.py)."""
-        scored = await score_candidates(engine, [t.sql for t in templates], question_messages, metrics=self.metrics,
-                                        timeout_s=self.options.generation_timeout_s, on_finish=usage.add,
-                                        reply_for=lambda _sql: question_answer(question), one_at_a_time=True)
-        for cand, template in zip(scored, templates):
-            cand.rank, cand.edit = template.rank, template.edit  # the retrieval rank among the searched shapes
-        return by_likelihood(scored, self.options.edit_penalty)
 
     async def complete_sql(self, engine, messages: list[dict], grammar: str | None, max_tokens: int | None,
                            usage: Usage, is_disconnected, timeout_s: float, shared: str = "") -> tuple[str, bool]:

@@ -28,15 +28,11 @@ CANNOT_ANSWER = "-- cannot answer from this schema"
 # Introduces the draft query after the question (see sql_messages).
 DRAFT_LABEL = "Draft from the most similar known question (correct it if it does not fit):"
 
-# The reverse task (sql.template_choice = "model"): the model reads a query and writes the question
-# it answers, and candidates are ranked by how likely the real question is after each.
-QUESTION_INSTRUCTIONS = "Write the question that this SQL query answers."
-
-# Chat-template variables for every Text-to-SQL prompt, served (generation and the template-choice
-# scoring) and trained (training/sql.py puts them on each sample): thinking off, so a template
-# with a think block (Qwen3) ends the generation prompt with its empty block, exactly where the
-# trained answer's tokens start, and the SQL grammar never has to write one. A template that does
-# not read a variable is unaffected by it.
+# Chat-template variables for every Text-to-SQL prompt, served (generation) and trained
+# (training/sql.py puts them on each sample): thinking off, so a template with a think block
+# (Qwen3) ends the generation prompt with its empty block, exactly where the trained answer's
+# tokens start, and the SQL grammar never has to write one. A template that does not read a
+# variable is unaffected by it.
 TEMPLATE_KWARGS: dict = {"enable_thinking": False}
 
 DIALECT_NAMES = {"sqlite": "SQLite", "postgres": "PostgreSQL", "mysql": "MySQL/MariaDB"}
@@ -144,19 +140,6 @@ def draft_text(draft: str) -> str:
 def sql_answer(sql: str | None) -> str:
     """The assistant turn training teaches: the SQL on one line, or the refusal."""
     return CANNOT_ANSWER if sql is None else one_line(sql)
-
-
-def question_messages(sql: str) -> list[dict]:
-    """Chat messages asking which question `sql` answers: the reverse of sql_messages. Training
-    teaches the real question as the reply (`question_answer`), and serving scores the asked
-    question after each template candidate (server/sql/choice.py). No schema: the query names its
-    tables and columns, and a short prompt keeps scoring a few candidates cheap (~100 tokens each)."""
-    return [{"role": "user", "content": f"{QUESTION_INSTRUCTIONS}\n\n{one_line(sql)}"}]
-
-
-def question_answer(question: str) -> str:
-    """The assistant turn of the reverse task: the question as asked, on one line."""
-    return re.sub(r"\s+", " ", question.strip())
 
 
 def correction_messages(previous_sql: str, error: str) -> list[dict]:

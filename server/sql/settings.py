@@ -147,6 +147,10 @@ REMOVED_KEYS = {
     "drafts": "several candidate drafts after the question lost to one (training/EXPERIMENTS.md)",
     "rerank": "the model ranking template candidates by the SQL's likelihood never beat retrieval's order",
     "rerank_context": "it only applied to sql.rerank, removed",
+    "template_choice": "the model choosing among fitting templates (model) lost to the nearest agreeing one on "
+                       "every split; the nearest is what the template stage does",
+    "template_edits": "structural edits of the templates, chosen by the model, went with sql.template_choice: model",
+    "edit_penalty": "it only applied to sql.template_edits, removed",
 }
 
 
@@ -197,7 +201,8 @@ class SqlSettings(BaseModel):
         "every value the question names is used (server/sql/baseline.py `complete`), and the query passes "
         "validation and execution. Among the nearest sql.template_shapes SQL shapes, those whose structure "
         "agrees best with the question's words answer (server/sql/cues.py: 'how many' wants a count, 'least' "
-        "an ascending order), chosen by sql.template_choice. The model writes the SQL for every other question. "
+        "an ascending order), the nearest first; the next one answers when it fails validation. The model "
+        "writes the SQL for every other question. "
         "Measured figures: training/README.md.",
     )
     template_shapes: int = Field(
@@ -205,13 +210,6 @@ class SqlSettings(BaseModel):
         "searched for a template that fits, taking turns between the questions as asked and with their values "
         "masked (server/sql/mentions.py ValueIndex.masked). 24 rather than 12 since the schema's templates "
         "include HAVING, negation and distinct-value shapes, which take places among the nearest (training/README.md).",
-    )
-    template_choice: Literal["nearest", "model"] = Field(
-        "nearest", description="With sql.template_first, which fitting template answers when several of the "
-        "searched shapes fit: nearest = the nearest pair's (word overlap); model = the one after which the model "
-        "finds the asked question most likely (it reads each query and scores the question, the reverse task a "
-        "recipe with question_samples trains; server/sql/choice.py; ~0.1 s a candidate on 2 cores). The next one "
-        "answers when it fails validation.",
     )
     schema_templates: bool = Field(
         True, description="Add question/SQL templates synthesized from the live schema (counts, lists, group-bys, "
@@ -224,25 +222,12 @@ class SqlSettings(BaseModel):
         "mentions, a database value it names, a number, a year it gives; server/sql/grounding.py): a query "
         "with another value, copied from a draft or an example, fails validation and the model is told why.",
     )
-    template_edits: bool = Field(
-        False, description="With sql.template_choice = model, also offer the model each fitting template's "
-        "structural edits (UNION/INTERSECT/EXCEPT swapped, one branch of a set operation alone; "
-        "server/sql/edits.py): the queries one step from a known shape, for questions of a shape no example "
-        "pair has. The model chooses among templates and edits alike; each costs one more scoring.",
-    )
-    edit_penalty: float = Field(
-        2.0, ge=0, description="With sql.template_edits, how many nats more likely than the "
-        "templates the question must be after an edit for the edit to answer: a prior (log P(query)) against "
-        "queries no example pair has (how it was set: training/README.md).",
-    )
     max_prompt_tables: int = Field(12, ge=1, description="Prune the schema to this many tables.")
     default_database: str | None = Field(None, description="Database used when a request names none.")
 
     @model_validator(mode="after")
     def _no_inert_options(self) -> "SqlSettings":
         """Options that would do nothing in this combination are errors, not silent no-ops."""
-        if self.template_edits and self.template_choice != "model":
-            raise ValueError("sql.template_edits needs sql.template_choice: model (the model chooses among the edits)")
-        if not self.template_first and ({"template_shapes", "template_choice", "template_edits"} & self.model_fields_set):
-            raise ValueError("sql.template_shapes, template_choice and template_edits act only with sql.template_first: true")
+        if not self.template_first and "template_shapes" in self.model_fields_set:
+            raise ValueError("sql.template_shapes acts only with sql.template_first: true")
         return self

@@ -118,8 +118,22 @@ def test_a_removed_sql_option_loads_with_a_warning_naming_it(tmp_path):
         load_settings(_yaml(tmp_path, {"sql": {"draftz": 1}}))
 
 
+@pytest.mark.parametrize("removed", [{"template_choice": "model", "template_edits": True, "edit_penalty": 2.0},
+                                     {"template_choice": "nearest"}])
+def test_the_removed_template_choice_options_warn_and_are_ignored(tmp_path, removed):
+    import warnings
+
+    # A serve.yaml of the default recipe before 2026-12-07 (or after, naming the kept default).
+    cfg = _yaml(tmp_path, {"sql": {"template_first": True, "template_shapes": 12, **removed}})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        settings = load_settings(cfg)
+    said = [str(w.message) for w in caught if issubclass(w.category, DeprecationWarning)]
+    assert sorted(k for k in removed if any(f"sql.{k} " in m and "removed" in m for m in said)) == sorted(removed)
+    assert settings.sql.template_first is True and settings.sql.template_shapes == 12
+    assert not {"template_choice", "template_edits", "edit_penalty"} & set(settings.sql.model_dump())
+
+
 def test_template_options_without_templates_are_errors_naming_the_switch(tmp_path):
     with pytest.raises(ValidationError, match="template_first"):
         load_settings(_yaml(tmp_path, {"sql": {"template_first": False, "template_shapes": 4}}))
-    with pytest.raises(ValidationError, match="template_choice: model"):
-        load_settings(_yaml(tmp_path, {"sql": {"template_edits": True}}))

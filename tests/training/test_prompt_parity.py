@@ -75,40 +75,12 @@ def test_sql_sample_tokens_match_serving(tmp_path, tokenizer, llama_vocab, data_
     assert llama_vocab.tokenize(target.encode(), add_bos=False, special=True) + [2] == answer
 
 
-def test_question_sample_tokens_match_what_serving_scores(tmp_path, tokenizer, llama_vocab, data_dir):
-    """The reverse task (question_samples): trained on the canonical SQL's reverse prompt with the
-    question as the reply; sql.template_choice = model scores exactly those question tokens after
-    exactly that prompt (server/services/sql_candidates.py tokenizes the reply without specials)."""
-    from server.engine.template import ChatTemplate
-    from server.sql.canonical import canonical_sql
-    from server.sql.prompt import question_answer, question_messages
-    from server.sql.sample.paths import PAIRS_DIR
-    from training.sql import sql_samples
-    from training.tokens import IGNORE, encode_chat
-
-    pairs = tmp_path / "pairs.jsonl"
-    rows = (PAIRS_DIR / "train.jsonl").read_text().splitlines()
-    pairs.write_text(rows[200] + "\n")
-    forward, reverse = sql_samples(pairs, examples_path=PAIRS_DIR / "train.jsonl", question_samples=True)
-    assert (forward.get("task"), reverse["task"]) == (None, "question") and reverse["id"].endswith(":question")
-    ids, labels = encode_chat(tokenizer, reverse["messages"], last_turn_only=True)
-    first = next(i for i, t in enumerate(labels) if t != IGNORE)
-
-    row = json.loads(rows[200])
-    meta = llama_vocab.metadata
-    template = ChatTemplate(meta["tokenizer.chat_template"], bos_token="<|im_start|>", eos_token="<|im_end|>")
-    served = template.render(question_messages(canonical_sql(row["sql"])), add_generation_prompt=True)
-    assert ids[:first] == llama_vocab.tokenize(served.encode(), add_bos=False, special=True)
-    scored = llama_vocab.tokenize(question_answer(row["question"]).encode(), add_bos=False, special=False)
-    assert [t for t in labels if t != IGNORE] == scored + [2]  # the question, then <|im_end|>
-
-
 # -- Qwen3: a template with a think block --------------------------------------------------------
 # The tiny qwen3 of tests/quantize/test_family_pipeline.py: its trained tokenizer and Qwen3's chat
 # template (the one that test proves the GGUF carries, and llama.cpp tokenizes as transformers
 # does). Qwen3 renders the final assistant turn after an empty think block, which its generation
 # prompt holds only with enable_thinking=False: training (training/sql.py, training/tokens.py) and
-# serving (/v1/sql generation, template-choice scoring) both render with server.sql.prompt.
+# serving (/v1/sql generation) both render with server.sql.prompt.
 # TEMPLATE_KWARGS, so the served prompt is continued with exactly the trained tokens: the SQL, no
 # think block (which the SQL grammar could not write).
 
@@ -130,11 +102,11 @@ def qwen3_engine(tokenizer, reply: str):
     """The server's side with the qwen3 tokenizer: the template rendered by server/engine/template.py
     (as LlamaEngine.render_chat does, template_kwargs included), text tokenized by the tokenizer."""
     from server.engine.template import ChatTemplate
-    from tests.fakes import ScoringEngine
+    from tests.fakes import FakeEngine
 
-    class Qwen3Engine(ScoringEngine):
+    class Qwen3Engine(FakeEngine):
         def __init__(self):
-            super().__init__(lambda _text: -1.0, reply=reply)
+            super().__init__(n_ctx=8192, reply=reply)
             self.template = ChatTemplate(tokenizer.chat_template, bos_token=tokenizer.bos_token or "",
                                          eos_token=tokenizer.eos_token)
 
@@ -152,15 +124,11 @@ def qwen3_engine(tokenizer, reply: str):
 
 
 def test_qwen3_sql_samples_continue_the_served_prompts(tmp_path, qwen3_tokenizer, data_dir):
-    import asyncio
-
     from fastapi.testclient import TestClient
 
     from server.app import create_app
-    from server.services.sql_candidates import score_candidates
     from server.settings import ServerSettings
     from server.sql.canonical import canonical_sql
-    from server.sql.prompt import question_answer, question_messages
     from server.sql.sample.paths import PAIRS_DIR
     from server.sql.settings import SqlSettings
     from training.sql import sql_samples
@@ -174,10 +142,8 @@ def test_qwen3_sql_samples_continue_the_served_prompts(tmp_path, qwen3_tokenizer
     row = json.loads(rows[100])
     target = canonical_sql(row["sql"])
     sql = dict(few_shot_k=0, draft=False, template_first=False)  # the prompt: instructions, schema, question
-    forward, reverse = sql_samples(pairs, serving=SqlSettings(**sql), examples_path=PAIRS_DIR / "train.jsonl",
-                                   question_samples=True)
-    (f_ids, f_labels), (r_ids, r_labels) = [(s["input_ids"], s["labels"]) for s in
-                                            encode_samples(tok, [forward, reverse], seq_len=8192)[0]]
+    (forward,) = sql_samples(pairs, serving=SqlSettings(**sql), examples_path=PAIRS_DIR / "train.jsonl")
+    ((f_ids, f_labels),) = [(s["input_ids"], s["labels"]) for s in encode_samples(tok, [forward], seq_len=8192)[0]]
 
     # Generation: what POST /v1/sql prefills (SqlService.complete_sql) is the trained prompt, and the
     # trained tokens follow it at once: the SQL and <|im_end|>, no think block.
@@ -193,16 +159,6 @@ def test_qwen3_sql_samples_continue_the_served_prompts(tmp_path, qwen3_tokenizer
     assert f_ids[first:first + len(answer)] == answer
     assert tok.decode(answer) == target + "<|im_end|>"
     assert engine.tokenize(target) + [im_end] == answer  # spelled as a continuation of the prompt is
-
-    # Template choice: the scored prompt is the reverse sample's prompt, the forced tokens its answer.
-    scored = asyncio.run(score_candidates(engine, [target], question_messages, metrics=None, timeout_s=30,
-                                          reply_for=lambda _sql: question_answer(row["question"])))
-    assert scored[0].logprob is not None
-    scoring = engine.requests[-1]
-    first = next(i for i, t in enumerate(r_labels) if t != IGNORE)
-    assert tok.decode(list(scoring.prompt_tokens)).endswith(QWEN3_OPEN_ANSWER)
-    assert r_ids[:first] == list(scoring.prompt_tokens)
-    assert [t for t in r_labels if t != IGNORE] == list(scoring.params.forced_tokens) + [im_end]
 
     # What the template's default (thinking on) would have trained: the think block as the answer's
     # start, after a prompt that ends at "<|im_start|>assistant\n" (the mismatch this guards against).

@@ -44,8 +44,7 @@ SQL = "sources: [{name: s, kind: sql, path: p.jsonl}]\n"
 @pytest.mark.parametrize(("recipe", "served"), [
     (SQL, {}),  # the server's defaults
     (SQL + "serve: {sql: {few_shot_k: 2, draft: false}}\n", {"few_shot_k": 2, "draft": False}),
-    (SQL + "serve: {sql: {template_first: true, template_choice: model, template_edits: true}}\n",
-     {"template_first": True, "template_choice": "model", "template_edits": True}),
+    (SQL + "serve: {sql: {template_first: true, template_shapes: 12}}\n", {"template_first": True, "template_shapes": 12}),
     ("sources: [{name: s, kind: chat, path: p.jsonl}]\nserve: {sql: {draft: false}}\n", {}),
 ])
 def test_served_sql_is_serve_sql_into_serving_and_eval(tmp_path, recipe, served):
@@ -56,13 +55,12 @@ def test_served_sql_is_serve_sql_into_serving_and_eval(tmp_path, recipe, served)
     assert loaded.eval_config().sql_settings == served
     # a command-line setting goes over the recipe's, and turning templates off drops their options
     flags = loaded.eval_config(sql_settings={"template_first": False}).sql_settings
-    assert flags["template_first"] is False and not {"template_choice", "template_edits"} & set(flags)
+    assert flags["template_first"] is False and "template_shapes" not in flags
     assert flags.get("draft", True) == served.get("draft", True)
 
 
 @pytest.mark.parametrize("sql", [
-    {"template_edits": True},                                    # edits need the model's choice
-    {"template_first": False, "template_choice": "model"},       # template options without templates
+    {"template_first": False, "template_shapes": 12},            # a template option without templates
     {"draftz": 3},                                               # a typo
 ])
 def test_inert_or_unknown_sql_options_are_errors(tmp_path, sql):
@@ -92,3 +90,17 @@ def test_a_removed_sql_option_warns_and_is_ignored():
                                     "serve": {"sql": {"rerank": 3, "draft": False}}})
     assert recipe.served_sql() == {"draft": False}
 
+
+@pytest.mark.parametrize("key, value", [("template_choice", "model"), ("template_choice", "nearest"),
+                                        ("template_edits", True), ("edit_penalty", 2.0)])
+def test_the_removed_template_choice_options_warn_and_are_ignored(key, value):
+    with pytest.warns(DeprecationWarning, match=f"sql.{key}"):
+        recipe = load_recipe(None, {"name": "r", "sources": [{"name": "q", "kind": "sql", "path": "p.jsonl"}],
+                                    "serve": {"sql": {key: value, "draft": False}}})
+    assert recipe.served_sql() == {"draft": False}
+
+
+def test_question_samples_was_removed_and_says_why():
+    with pytest.raises(ValidationError, match=r"question_samples was removed \(2026-12-07\).*template_choice: model"):
+        load_recipe(None, {"name": "r", "sources": [{"name": "q", "kind": "sql", "path": "p.jsonl",
+                                                     "question_samples": True}]})

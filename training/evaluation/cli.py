@@ -36,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser, verb: str = "eval") -> None:
     add_fields(parser, EvalConfig, EVAL_FLAGS)
     parser.add_argument("--sql-setting", dest="sql_settings", action="append", default=[], metavar="KEY=VALUE",
                         help="A `sql:` setting of the evaluation server (server/settings.py SqlSettings), over the "
-                             "recipe's serve.sql, e.g. --sql-setting template_choice=model (repeatable).")
+                             "recipe's serve.sql, e.g. --sql-setting template_shapes=12 (repeatable).")
     parser.add_argument("--run-dir", default=None, help="Training run folder whose metrics.jsonl gives the loss curve.")
     parser.add_argument("--gate-from", default=None, metavar="RECIPE",
                         help="Apply this recipe's gate settings to the report.")

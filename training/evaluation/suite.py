@@ -63,7 +63,7 @@ def load_sql_items(config) -> list:
 
 def _sql_key(v: Variant, items: list, config) -> dict:
     """What one variant's Text-to-SQL result depends on (parts.py): the serving settings in full,
-    defaults included, so that a changed default (sql.edit_penalty, say) measures again."""
+    defaults included, so that a changed default (sql.template_shapes, say) measures again."""
     from server.sql.settings import SqlSettings
 
     return {"model": model_fingerprint(v.resolved_path), "modes": list(config.sql_modes), "n_ctx": config.n_ctx,

@@ -8,8 +8,6 @@ from server.sql.baseline import BaselineAnswer
 
 COUNT = "SELECT COUNT(*) FROM customers WHERE country = 'France'"
 LIST = "SELECT name FROM customers WHERE country = 'France'"
-SET_OP = ("SELECT name FROM customers WHERE country = 'France' "
-          "UNION SELECT name FROM suppliers WHERE country = 'France'")
 
 
 def test_the_templates_answer_before_the_model_writes():
@@ -29,12 +27,7 @@ def test_cues_keep_the_templates_that_agree_with_the_question():
     assert [c.sql for c in got] == [COUNT]  # "how many" wants a count, though the list was nearer
 
 
-def test_edits_join_only_when_the_model_chooses():
-    templates = [BaselineAnswer(SET_OP)]
-    question = "Which customers or suppliers are in France?"
-    nearest = template_candidates(templates, question, "sqlite", SqlSettings())
-    assert [c.edit for c in nearest] == [None]
-    chosen = template_candidates(templates, question, "sqlite",
-                                 SqlSettings(template_choice="model", template_edits=True))
-    assert {c.edit for c in chosen} - {None}  # the set operation's edits are offered too
-    assert all(c.rank == 0 for c in chosen)
+def test_agreeing_templates_stay_in_retrieval_order():
+    templates = [BaselineAnswer(LIST), BaselineAnswer(COUNT), BaselineAnswer(LIST.replace("name", "city"))]
+    got = template_candidates(templates, "Which customers are in France?", "sqlite", SqlSettings())
+    assert [c.rank for c in got] == [0, 2]  # the nearest first: no option reorders them

@@ -104,13 +104,13 @@ def test_eval_serves_with_template_first(tmp_path) -> None:
     without the model; with template_first=false the model writes every answer."""
     out = tmp_path / "eval"
     assert main(["eval", "--variant", "base=embedded:smollm2", "--sql", "sample", "--sql-limit", "6",
-                 "--sql-setting", "template_first=true", "--sql-setting", "template_choice=nearest",
+                 "--sql-setting", "template_first=true", "--sql-setting", "template_shapes=12",
                  "--out", str(out)]) == 0
     report = json.loads((out / "report.json").read_text())
     records = report["sql_records"]["base"]["sample"]["constrained"]
     templated = [r for r in records if r["source"] == "template"]
     assert templated and all(r["completion_tokens"] == 0 for r in templated)
-    assert report["meta"]["config"]["sql_settings"] == {"template_first": True, "template_choice": "nearest"}
+    assert report["meta"]["config"]["sql_settings"] == {"template_first": True, "template_shapes": 12}
     off = tmp_path / "off"
     assert main(["eval", "--variant", "base=embedded:smollm2", "--sql", "sample", "--sql-limit", "2",
                  "--sql-setting", "template_first=false", "--out", str(off)]) == 0

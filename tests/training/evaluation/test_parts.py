@@ -74,8 +74,8 @@ def test_the_sql_key_holds_every_serving_setting_defaults_included(tmp_path) -> 
     variant = Variant("base", str(tmp_path / "a.gguf"), "gguf")
     key = suite._sql_key(variant, [], EvalConfig())["sql"]
     assert set(key) == set(SqlSettings.model_fields)
-    assert key["edit_penalty"] == SqlSettings().edit_penalty and key["max_new_tokens"] == SqlSettings().max_new_tokens
-    changed = suite._sql_key(variant, [], EvalConfig(sql_settings={"template_edits": False}))["sql"]
+    assert key["template_shapes"] == SqlSettings().template_shapes and key["max_new_tokens"] == SqlSettings().max_new_tokens
+    changed = suite._sql_key(variant, [], EvalConfig(sql_settings={"template_shapes": SqlSettings().template_shapes}))["sql"]
     assert key == changed  # a default spelled out is the same key
-    other = suite._sql_key(variant, [], EvalConfig(sql_settings={"template_choice": "model"}))["sql"]
-    assert other["template_choice"] == "model" and {k for k in key if key[k] != other[k]} == {"template_choice"}
+    other = suite._sql_key(variant, [], EvalConfig(sql_settings={"template_shapes": 12}))["sql"]
+    assert other["template_shapes"] == 12 and {k for k in key if key[k] != other[k]} == {"template_shapes"}
