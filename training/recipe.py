@@ -161,11 +161,23 @@ class GateConfig(BaseModel):
     max_quant_drop_points: float | None = Field(
         1.0, ge=0, description="Candidate SQL EX at most this many points below the reference (None: no check).")
     must_beat_baseline: bool = Field(True, description="Candidate SQL EX strictly above the template baseline's.")
-    must_beat_base: bool = Field(True, description="Candidate SQL EX strictly above the base variant's (the "
-                                 "un-adapted model, served with the same settings): adaptation must add something.")
-    on_unseen_shapes: bool = Field(True, description="must_beat_baseline and must_beat_base also hold on the "
+    max_base_drop_points: float | None = Field(
+        0.0, ge=0, description="Candidate SQL EX at most this many points below the base variant's (the un-adapted "
+        "model served with the same settings; 0: it must not lose to it, a tie passes, because with "
+        "sql.template_first both answer the questions templates fit alike; None: no check).")
+    on_unseen_shapes: bool = Field(True, description="must_beat_baseline and max_base_drop_points also hold on the "
                                    "split's questions of SQL shapes no training pair has (seen_shape: false); "
                                    "skipped for a split without those labels.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "must_beat_base" in data:
+            raise ValueError("gate.must_beat_base was replaced by gate.max_base_drop_points (2026-12-07): 0 = the "
+                             "candidate's SQL EX must not be below the un-adapted base's (a tie passes), null = no "
+                             "check. A strict 'must beat' failed every run whose questions the templates answer alike "
+                             "for both.")
+        return data
     max_general_drop_points: float | None = Field(
         2.0, ge=0, description="General MC accuracy at most this many points below the base (None: no check).")
 
