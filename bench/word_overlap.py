@@ -301,7 +301,8 @@ class Served:
         searched = opts.template_shapes if opts.template_first else 0
         nearest = pairs.answers(question, max(1, searched)) if pairs else []
         templates = nearest[:searched]
-        grounding = Grounding.of(question, self.service.values(database)) if opts.grounded_literals else None
+        grounding = (Grounding.of(question, self.service.values(database), pairs.lexicon.implied(question) if pairs
+                                  else frozenset()) if opts.grounded_literals else None)
         agreeing = sql_stages.template_candidates(templates, question, schema.dialect, opts)
         run = sql_stages.SqlRun(req=SqlRequest(question=question, database=item.database), engine=None,
                                 database=database, schema=schema, dialect=schema.dialect,

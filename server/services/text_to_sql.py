@@ -120,8 +120,11 @@ class SqlService:
         values = self.values(database)
         if self.options.schema_templates:
             examples = with_schema_templates(examples, schema, values)
-        self._examples[database.name] = TemplateBaseline(examples, values, dialect=schema.dialect) if examples else None
-        return self._examples[database.name]
+        pairs = TemplateBaseline(examples, values, dialect=schema.dialect) if examples else None
+        if pairs is not None:
+            pairs.lexicon  # learned here, off the event loop (every pair parsed once: 0.4 s for the sample's 558)
+        self._examples[database.name] = pairs
+        return pairs
 
     def values(self, database: Database) -> ValueIndex:
         """The database's text values (all of them for SQLite), read once: what a question can name."""
@@ -189,7 +192,9 @@ class SqlService:
         searched = self.options.template_shapes if self.options.template_first else 0
         nearest = pairs.answers(req.question, max(1, searched)) if pairs else []
         draft = nearest[0].sql if nearest and self.options.draft else None
-        grounding = (Grounding.of(req.question, await asyncio.to_thread(self.values, database))
+        # The question's own values, and those the database's pairs imply for its words (lexicon.py).
+        grounding = (Grounding.of(req.question, await asyncio.to_thread(self.values, database),
+                                  pairs.lexicon.implied(req.question) if pairs else frozenset())
                      if self.options.grounded_literals else None)
         return SqlRun(
             req=req, engine=engine, database=database, schema=schema, dialect=dialect,

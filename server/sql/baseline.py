@@ -26,11 +26,13 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from functools import cached_property
 
 import sqlglot
 from sqlglot import exp
 
 from server.sql.canonical import sql_skeleton
+from server.sql.lexicon import PairLexicon
 from server.sql.mentions import Mention, ValueIndex, is_month_word, mentions, norm
 from server.sql.prompt import Example
 from server.sql.retrieval import ExampleIndex, words
@@ -112,6 +114,12 @@ class TemplateBaseline:
         self.masked = (ExampleIndex(self.examples, analyzer=lambda q: words(values.masked(q)))
                        if values is not None else None)
         self._skeletons: dict[int, str] = {}
+
+    @cached_property
+    def lexicon(self) -> PairLexicon:
+        """The values these pairs imply for their questions' words (server/sql/lexicon.py): what the
+        grounded-literals rule also accepts for a question of this pool."""
+        return PairLexicon.learn(self.examples, self.values, self.dialect)
 
     def skeleton(self, example: Example) -> str:
         """`example`'s SQL shape (sql_skeleton), computed once per pair."""

@@ -16,7 +16,9 @@ A literal is supported when:
     exclusive upper bound: "in 2023" is `< '2024-01-01'`), or speaks of relative time ("last
     month", "this year", "recent");
   * a number: 0 or 1 (flags, "any"), a number the question mentions (digits, the words zero to
-    twelve, "both", "twice", "20%" as 20 or 0.2), the number of a month it names, or a year.
+    twelve, "both", "twice", "20%" as 20 or 0.2), the number of a month it names, or a year;
+  * any literal the database's own example pairs imply for the question's words (`implied`, from
+    server/sql/lexicon.py: "major" -> 150000 where the pairs always say so).
 Only literals compared with a column are checked (`=`, `<>`, `<`, `>`, `IN`, `LIKE`, `BETWEEN`),
 not function arguments (ROUND(x, 2), STRFTIME('%Y', d)), LIMIT counts or CASE results.
 """
@@ -58,9 +60,10 @@ class Grounding:
     numbers: frozenset[float]
     years: frozenset[int]
     relative_time: bool
+    implied: frozenset[str] = frozenset()  # literal_key()s the example pairs imply (PairLexicon.implied)
 
     @classmethod
-    def of(cls, question: str, values: ValueIndex | None = None) -> Grounding:
+    def of(cls, question: str, values: ValueIndex | None = None, implied: frozenset[str] = frozenset()) -> Grounding:
         found = mentions(question, values)
         strings = set()
         for m in found:
@@ -75,9 +78,11 @@ class Grounding:
         numbers |= {float(m) for m in months}  # MONTH(d) = 6 for "June"; STRFTIME('%m', d) = '06'
         strings |= {f"{m:02d}" for m in months}
         return cls(frozenset(words), frozenset(strings), frozenset(numbers), frozenset(years),
-                   bool(_RELATIVE_TIME.search(question)))
+                   bool(_RELATIVE_TIME.search(question)), frozenset(implied))
 
     def supports(self, literal: exp.Literal) -> bool:
+        if self.implied and literal_key(literal) in self.implied:
+            return True
         text = literal.this
         if literal.is_string:
             date = _DATE.match(text.strip())
@@ -99,6 +104,17 @@ class Grounding:
 
     def _supports_year(self, year: int) -> bool:
         return self.relative_time or year in self.years or (year - 1) in self.years
+
+
+def literal_key(literal: exp.Literal) -> str:
+    """One spelling per value: strings by their normalised text (LIKE wildcards aside), numbers by
+    value (150000, 150000.0 and 1.5e5 are one)."""
+    if literal.is_string:
+        return "s:" + norm(literal.this.strip("%"))
+    try:
+        return f"n:{float(literal.this)!r}"
+    except ValueError:
+        return "s:" + norm(literal.this)
 
 
 def compared_literals(tree: exp.Expression):

@@ -9,11 +9,11 @@ based in Germany?") are rarely the ones their example pairs were written for, an
 asked to write them from scratch copied whatever its draft said. These templates join the
 database's example pairs in the template search (server/sql/baseline.py): a template answers
 when every value it holds is one the question names (its slot is re-filled from the question),
-and with `sql.template_choice: model` the model picks among the fitting ones by how likely it
-finds the question after each query.
+and among the fitting ones the nearest that agrees best with the question's cues answers
+(server/sql/cues.py).
 
 Each rule is a small pure function `rule(table, facts) -> [Example]` applied to every table, in
-the style of sqlglot's optimizer rules (and server/sql/rules.py, server/sql/edits.py). What a
+the style of sqlglot's optimizer rules (and server/sql/rules.py). What a
 rule needs of a table (its label column, its categorical and numeric columns, one stored value of
 each category, its foreign keys) is read once into `TableFacts`. The questions are worded from
 the schema's own names (`unit_price` → "unit price"), so they share words with what users ask.
