@@ -303,7 +303,7 @@ class Served:
         templates = nearest[:searched]
         grounding = (Grounding.of(question, self.service.values(database), pairs.lexicon.implied(question) if pairs
                                   else frozenset()) if opts.grounded_literals else None)
-        agreeing = sql_stages.template_candidates(templates, question, schema.dialect, opts)
+        agreeing = sql_stages.template_candidates(templates, question, schema.dialect)
         run = sql_stages.SqlRun(req=SqlRequest(question=question, database=item.database), engine=None,
                                 database=database, schema=schema, dialect=schema.dialect,
                                 max_rows=self.service._max_rows(database, None), started=time.perf_counter(),

@@ -24,15 +24,14 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ..protocol.sql import Attempt, QueryRows, SqlRequest, Timings
-from ..sql.settings import SqlSettings
 from ..sql.baseline import BaselineAnswer
 from ..sql.connections import Database
 from ..sql.cues import best_agreeing
 from ..sql.grounding import Grounding
 from ..sql.prompt import correction_messages, parse_answer
 from ..sql.schema import DatabaseSchema
+from ..sql.settings import SqlSettings
 from ..sql.validate import ValidationReport
-
 
 
 class StageHost(Protocol):
@@ -93,12 +92,10 @@ class TemplateCandidate:
     rank: int  # retrieval rank among the searched shapes, 0 = the nearest pair's (the template baseline's answer)
 
 
-def template_candidates(templates: list[BaselineAnswer], question: str, dialect: str,
-                        options: SqlSettings) -> list[TemplateCandidate]:
+def template_candidates(templates: list[BaselineAnswer], question: str, dialect: str) -> list[TemplateCandidate]:
     """The templates that may answer, in retrieval order (nearest first): the complete ones,
     narrowed to those whose structure agrees best with the question's words, less the plain words
-    each leaves out (server/sql/cues.py). No option of `options` changes this order now (the
-    model's choice among them was removed: training/EXPERIMENTS.md)."""
+    each leaves out (server/sql/cues.py)."""
     complete = [(rank, a) for rank, a in enumerate(templates) if a.complete]
     left_out = {rank: a.unused_words for rank, a in complete}
     candidates = [TemplateCandidate(sql=a.sql, rank=rank) for rank, a in complete]
@@ -106,7 +103,7 @@ def template_candidates(templates: list[BaselineAnswer], question: str, dialect:
 
 
 async def answer_with_template(service: StageHost, run: SqlRun) -> None:
-    for cand in template_candidates(run.templates, run.req.question, run.schema.dialect, service.options):
+    for cand in template_candidates(run.templates, run.req.question, run.schema.dialect):
         await service.try_candidate(run, Attempt(
             number=len(run.attempts) + 1, raw=cand.sql, sql=cand.sql, rank=cand.rank, source="template"))
         if run.final is not None:

@@ -94,7 +94,6 @@ def test_having_negation_distinct_and_fewest_shapes_answer_plain_questions(tmp_p
     templates, through the served template search (TemplateBaseline + template_candidates)."""
     from server.services.sql_stages import template_candidates
     from server.sql.baseline import TemplateBaseline
-    from server.sql.settings import SqlSettings
 
     path = tmp_path / "fleet.sqlite"
     conn = sqlite3.connect(path)
@@ -113,7 +112,7 @@ def test_having_negation_distinct_and_fewest_shapes_answer_plain_questions(tmp_p
     pool = TemplateBaseline([type(e)(e.question, canonical_sql(e.sql, "sqlite", schema)) for e in pool.examples], values)
 
     def answer(question: str) -> list[tuple]:
-        found = template_candidates(pool.answers(question, 24), question, "sqlite", SqlSettings())
+        found = template_candidates(pool.answers(question, 24), question, "sqlite")
         assert found, question
         return conn.execute(found[0].sql).fetchall()
 
