@@ -33,8 +33,13 @@ from sqlglot import exp
 from server.sql.mentions import ValueIndex, mentions, norm
 
 _DATE = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?(?:[ T].*)?$")
-_RELATIVE_TIME = re.compile(r"\b(last|this|next|past|previous|recent|recently|current|ago|today|yesterday|"
-                            r"tomorrow|since|latest|now|so far|to date)\b", re.I)
+# Time relative to today ("in the last 30 days", "this year", "2 weeks ago"): a query may then name
+# any date. "last", "latest" or "most recent" alone order rows ("when did each customer last
+# order?") and vouch for no date: taking them as relative time let a copied year through.
+_RELATIVE_TIME = re.compile(
+    r"\b((last|past|previous|next|this|current|coming)( \d+| few| couple of| two| three| six| twelve)? "
+    r"(days?|weeks?|months?|quarters?|years?|yrs?|fiscal year|decade)|ago|today|tonight|yesterday|tomorrow|now|"
+    r"so far|to date|ytd|mtd|qtd|recently|lately|since|year to date|month to date)\b", re.I)
 _COMPARISONS = (exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE, exp.Like, exp.ILike, exp.In, exp.Between)
 _TRANSPARENT = (exp.Paren, exp.Tuple, exp.Lower, exp.Upper, exp.Trim, exp.Cast, exp.Neg)
 
