@@ -93,6 +93,13 @@ CUES: tuple[Cue, ...] = (
                               r"how frequently|frequency)\b)"
                               r"\s*(list|show|name|display|which|what are|who are|give me)\b", re.I),
         lambda t: not any(e.find(exp.AggFunc) for e in _top(t).expressions)),
+    # No word of rank ("most", "top 5", "first", "latest"...): a plain list or count, so a template
+    # that orders and cuts (a neighbour's superlative kept) contradicts it.
+    Cue("no rank", re.compile(r"^(?!.*\b(most|least|fewest|highest|lowest|largest|smallest|biggest|greatest|top|"
+                              r"bottom|maximum|minimum|max|min|best|worst|first|last|latest|earliest|newest|oldest|"
+                              r"cheapest|priciest|expensive|recent|longest|shortest|slowest|fastest|rank|ranked|"
+                              r"ranking|leading)\b)", re.I),
+        lambda t: not (_top(t).args.get("order") is not None and _top(t).args.get("limit") is not None)),
     Cue("negation", _words("not", "never", "without", "no longer", "except", "excluding", "haven't", "hasn't",
                            "didn't", "don't", "doesn't", "none", "(have|has|had|with) no"),
         lambda t: _has(t, exp.Not, exp.Except) or _anti_join(t) or bool(re.search(r"<>|!=", t.sql()))),

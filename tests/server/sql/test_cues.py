@@ -42,14 +42,21 @@ from server.sql.cues import agreement, best_agreeing
     ("How many units of the Visitor Chair have we sold?",
      "SELECT SUM(oi.quantity) FROM oi JOIN p ON p.id = oi.pid WHERE p.name = 'Visitor Chair'",
      "SELECT s.name, s.country FROM p JOIN s ON s.id = p.sid WHERE p.name = 'Visitor Chair'"),
+    # no word of rank: a neighbour's ORDER BY ... LIMIT kept on a plain list contradicts it
+    ("Which customers are in Ireland?", "SELECT name FROM c WHERE country = 'Ireland'",
+     "SELECT name FROM c WHERE country = 'Ireland' ORDER BY credit_limit DESC LIMIT 3"),
+    ("line items on order 2808 incl qty, price and discount", "SELECT qty, price, discount FROM oi WHERE oid = 2808",
+     "SELECT id FROM oi ORDER BY discount DESC LIMIT 2808"),
 ])
 def test_the_right_query_agrees_more(question, right, wrong):
     assert agreement(question, right) > agreement(question, wrong)
 
 
-def test_a_question_without_cues_is_neutral():
-    assert agreement("Acme orders", "SELECT COUNT(*) FROM o") == 0
-    assert agreement("Show me Acme's orders.", "SELECT * FROM o") == 1  # the listing cue alone
+def test_a_question_without_cues_asks_only_for_no_rank():
+    assert agreement("Acme orders", "SELECT COUNT(*) FROM o") == 1
+    assert agreement("Acme orders", "SELECT id FROM o ORDER BY total DESC LIMIT 5") == -1
+    assert agreement("Acme's 5 biggest orders", "SELECT id FROM o ORDER BY total DESC LIMIT 5") == 1  # "most" alone
+    assert agreement("Show me Acme's orders.", "SELECT * FROM o") == 2  # listing and no rank
 
 
 @dataclass
