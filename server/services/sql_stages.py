@@ -29,6 +29,7 @@ from ..sql.connections import Database
 from ..sql.cues import best_agreeing
 from ..sql.grounding import Grounding
 from ..sql.prompt import correction_messages, parse_answer
+from ..sql.repairs import repaired
 from ..sql.schema import DatabaseSchema
 from ..sql.settings import SqlSettings
 from ..sql.validate import ValidationReport
@@ -90,22 +91,28 @@ class SqlRun:
 class TemplateCandidate:
     sql: str
     rank: int  # retrieval rank among the searched shapes, 0 = the nearest pair's (the template baseline's answer)
+    template: str | None = None  # the template `sql` repairs (server/sql/repairs.py), None when it is the template
 
 
 def template_candidates(templates: list[BaselineAnswer], question: str, dialect: str) -> list[TemplateCandidate]:
-    """The templates that may answer, in retrieval order (nearest first): the complete ones,
-    narrowed to those whose structure agrees best with the question's words, less the plain words
-    each leaves out (server/sql/cues.py)."""
+    """The templates that may answer, in retrieval order (nearest first): the complete ones, each
+    followed by its mirror when it goes the other way from the question (server/sql/repairs.py:
+    "the least" answered by "the most"'s template), narrowed to those whose structure agrees best
+    with the question's words, less the plain words each leaves out (server/sql/cues.py)."""
     complete = [(rank, a) for rank, a in enumerate(templates) if a.complete]
     left_out = {rank: a.unused_words for rank, a in complete}
-    candidates = [TemplateCandidate(sql=a.sql, rank=rank) for rank, a in complete]
+    candidates = []
+    for rank, a in complete:
+        candidates.append(TemplateCandidate(sql=a.sql, rank=rank))
+        candidates += [TemplateCandidate(sql=fixed, rank=rank, template=a.sql) for fixed in repaired(question, a.sql, dialect)]
     return best_agreeing(candidates, question, dialect, [left_out[c.rank] for c in candidates])
 
 
 async def answer_with_template(service: StageHost, run: SqlRun) -> None:
     for cand in template_candidates(run.templates, run.req.question, run.schema.dialect):
         await service.try_candidate(run, Attempt(
-            number=len(run.attempts) + 1, raw=cand.sql, sql=cand.sql, rank=cand.rank, source="template"))
+            number=len(run.attempts) + 1, raw=cand.template or cand.sql, sql=cand.sql, rank=cand.rank,
+            source="template"))
         if run.final is not None:
             return
 

@@ -100,6 +100,14 @@ CUES: tuple[Cue, ...] = (
                               r"cheapest|priciest|expensive|recent|longest|shortest|slowest|fastest|rank|ranked|"
                               r"ranking|leading)\b)", re.I),
         lambda t: not (_top(t).args.get("order") is not None and _top(t).args.get("limit") is not None)),
+    # Set operations both ways: "a customer or a supplier (or both)" is a UNION, never an INTERSECT;
+    # "both a customer and a supplier", "phone orders as well as visits" never a UNION. An "or" of
+    # a bound ("5 or more", "rated 2 or higher") is no alternative.
+    Cue("either", re.compile(r"\b(either|and/or)\b|\bor\b(?! (more|higher|less|better|fewer|lower|above|below|"
+                             r"greater|so|later|earlier|after|before|worse|over|under|longer|shorter|not|older|"
+                             r"newer|larger|smaller|bigger)\b)", re.I),
+        lambda t: not _has(t, exp.Intersect)),
+    Cue("both", re.compile(r"(?<!\bor )\bboth\b|\bas well as\b", re.I), lambda t: not _has(t, exp.Union)),
     Cue("negation", _words("not", "never", "without", "no longer", "except", "excluding", "haven't", "hasn't",
                            "didn't", "don't", "doesn't", "none", "(have|has|had|with) no"),
         lambda t: _has(t, exp.Not, exp.Except) or _anti_join(t) or bool(re.search(r"<>|!=", t.sql()))),
