@@ -19,6 +19,25 @@ from server.sql.settings import SqlSettings
 
 EMBEDDED = "embedded:smollm2"
 
+# Keys a recipe may still name that were removed or renamed, and what to do instead.
+_QUESTION_SAMPLES = {
+    "question_samples": "question_samples was removed (2026-12-07): the reverse task (the SQL in, its question "
+    "out) only served sql.template_choice: model, which lost to the nearest fitting template on every split "
+    "(served Q8_0 EX 62.8 vs 65.1 on the sample, 64.1 vs 68.6 paraphrased; training/EXPERIMENTS.md). Delete "
+    "it from the recipe."}
+_MUST_BEAT_BASE = {
+    "must_beat_base": "gate.must_beat_base was replaced by gate.max_base_drop_points (2026-12-07): 0 = the "
+    "candidate's SQL EX must not be below the un-adapted base's (a tie passes), null = no check. A strict "
+    "'must beat' failed every run whose questions the templates answer alike for both."}
+
+
+def _refuse_removed(data: Any, removed: dict[str, str]) -> Any:
+    """A recipe that still names a removed or renamed key fails with what to do instead, not with
+    pydantic's bare "extra inputs are not permitted"."""
+    for key in removed.keys() & (data.keys() if isinstance(data, dict) else set()):
+        raise ValueError(removed[key])
+    return data
+
 
 class Source(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -38,12 +57,7 @@ class Source(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _removed(cls, data: Any) -> Any:
-        if isinstance(data, dict) and "question_samples" in data:
-            raise ValueError("question_samples was removed (2026-12-07): the reverse task (the SQL in, its question "
-                             "out) only served sql.template_choice: model, which lost to the nearest fitting template "
-                             "on every split (served Q8_0 EX 62.8 vs 65.1 on the sample, 64.1 vs 68.6 paraphrased; "
-                             "training/EXPERIMENTS.md). Delete it from the recipe.")
-        return data
+        return _refuse_removed(data, _QUESTION_SAMPLES)
 
 
 class DataConfig(BaseModel):
@@ -168,18 +182,13 @@ class GateConfig(BaseModel):
     on_unseen_shapes: bool = Field(True, description="must_beat_baseline and max_base_drop_points also hold on the "
                                    "split's questions of SQL shapes no training pair has (seen_shape: false); "
                                    "skipped for a split without those labels.")
+    max_general_drop_points: float | None = Field(
+        2.0, ge=0, description="General MC accuracy at most this many points below the base (None: no check).")
 
     @model_validator(mode="before")
     @classmethod
     def _renamed(cls, data: Any) -> Any:
-        if isinstance(data, dict) and "must_beat_base" in data:
-            raise ValueError("gate.must_beat_base was replaced by gate.max_base_drop_points (2026-12-07): 0 = the "
-                             "candidate's SQL EX must not be below the un-adapted base's (a tie passes), null = no "
-                             "check. A strict 'must beat' failed every run whose questions the templates answer alike "
-                             "for both.")
-        return data
-    max_general_drop_points: float | None = Field(
-        2.0, ge=0, description="General MC accuracy at most this many points below the base (None: no check).")
+        return _refuse_removed(data, _MUST_BEAT_BASE)
 
 
 class ServeConfig(BaseModel):
