@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
             if gold:
                 by_db[row["db_name"]].append((split, Example(row["question"].strip(), gold[0])))
 
-    totals: dict[str, list[int]] = defaultdict(lambda: [0] * 6)  # n, refused, refused with, own unvouched, own admitted, -
+    totals: dict[str, list[int]] = defaultdict(lambda: [0] * 5)  # n, refused, refused with, own unvouched, own admitted
     foreign_seen = foreign_in = 0
     shown = 0
     for db, items in sorted(by_db.items()):
@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"{'file':<16} {'n':>4} {'gold refused':>13} {'with lexicon':>13} {'own unvouched':>14} {'admitted':>9}")
     for split in ANSWERABLE_FILES:
-        n, refused, refused_with, own, admitted, _ = totals[split]
+        n, refused, refused_with, own, admitted = totals[split]
         print(f"{DEFOG_FILES[split]:<16.16} {n:>4} {refused:>13} {refused_with:>13} {own:>14} {admitted:>9}")
     n = sum(t[0] for t in totals.values())
     print(f"{'all':<16} {n:>4} {sum(t[1] for t in totals.values()):>13} {sum(t[2] for t in totals.values()):>13} "

@@ -19,7 +19,7 @@ import sqlglot
 from sqlglot import exp
 
 
-def _top(tree: exp.Expression) -> exp.Expression:
+def top_select(tree: exp.Expression) -> exp.Expression:
     """The outermost SELECT (the left branch of a set operation)."""
     while isinstance(tree, exp.SetOperation):
         tree = tree.this
@@ -31,7 +31,7 @@ def _has(tree: exp.Expression, *kinds) -> bool:
 
 
 def _order_direction(tree: exp.Expression) -> str | None:
-    order = _top(tree).args.get("order")
+    order = top_select(tree).args.get("order")
     if order is None or not order.expressions:
         return None
     return "desc" if order.expressions[0].args.get("desc") else "asc"
@@ -82,24 +82,24 @@ CUES: tuple[Cue, ...] = (
     Cue("least", _words(_NOT_BOUND + "least", "lowest", "fewest", "smallest", "cheapest", "minimum", "min", "earliest",
                         "oldest", "worst", "bottom"), _wants_min),
     Cue("group", _words("each", "per", "for every", "by each", "breakdown", "broken down"),
-        lambda t: _top(t).args.get("group") is not None),
+        lambda t: top_select(t).args.get("group") is not None),
     Cue("distinct", _words("different", "distinct", "unique"),
-        lambda t: bool(_top(t).args.get("distinct")) or _top(t).args.get("group") is not None or _has(t, exp.Distinct)),
+        lambda t: bool(top_select(t).args.get("distinct")) or top_select(t).args.get("group") is not None or _has(t, exp.Distinct)),
     Cue("one number", re.compile(r"^(?!.*\b(each|per|every|by|breakdown|broken down|most|least|fewest|highest|lowest|"
                                  r"top|which|what are)\b).*\b(how many|number of|average|total|sum)\b", re.I),
-        lambda t: _top(t).args.get("group") is None),
+        lambda t: top_select(t).args.get("group") is None),
     Cue("listing", re.compile(r"^(?!.*\b(how many|number of|count|average|mean|total|sum|most|least|fewest|"
                               r"highest|lowest|by|revenue|sales|spend|spent|amount|value|how often|"
                               r"how frequently|frequency)\b)"
                               r"\s*(list|show|name|display|which|what are|who are|give me)\b", re.I),
-        lambda t: not any(e.find(exp.AggFunc) for e in _top(t).expressions)),
+        lambda t: not any(e.find(exp.AggFunc) for e in top_select(t).expressions)),
     # No word of rank ("most", "top 5", "first", "latest"...): a plain list or count, so a template
     # that orders and cuts (a neighbour's superlative kept) contradicts it.
     Cue("no rank", re.compile(r"^(?!.*\b(most|least|fewest|highest|lowest|largest|smallest|biggest|greatest|top|"
                               r"bottom|maximum|minimum|max|min|best|worst|first|last|latest|earliest|newest|oldest|"
                               r"cheapest|priciest|expensive|recent|longest|shortest|slowest|fastest|rank|ranked|"
                               r"ranking|leading)\b)", re.I),
-        lambda t: not (_top(t).args.get("order") is not None and _top(t).args.get("limit") is not None)),
+        lambda t: not (top_select(t).args.get("order") is not None and top_select(t).args.get("limit") is not None)),
     # Set operations both ways: "a customer or a supplier (or both)" is a UNION, never an INTERSECT;
     # "both a customer and a supplier", "phone orders as well as visits" never a UNION. An "or" of
     # a bound ("5 or more", "rated 2 or higher") is no alternative.
@@ -120,6 +120,11 @@ def agreement(question: str, sql: str, dialect: str = "sqlite") -> int:
         tree = sqlglot.parse_one(sql, read=dialect)
     except sqlglot.errors.SqlglotError:
         return 0
+    return tree_agreement(question, tree)
+
+
+def tree_agreement(question: str, tree: exp.Expression) -> int:
+    """agreement() of a parsed query."""
     score = 0
     for cue in CUES:
         if cue.asks.search(question):

@@ -41,8 +41,7 @@ MIN_PRECISION = 0.5   # share of the pairs whose question has the word that use 
 
 @dataclass
 class PairLexicon:
-    with_word: dict[str, Counter] = field(default_factory=dict)  # literal key -> question stem -> pairs
-    uses: Counter = field(default_factory=Counter)               # literal key -> pairs using it unvouched
+    with_word: dict[str, Counter] = field(default_factory=dict)  # literal key -> question stem -> pairs using it unvouched
     word_pairs: Counter = field(default_factory=Counter)         # question stem -> pairs whose question has it
 
     @classmethod
@@ -53,29 +52,27 @@ class PairLexicon:
             stems, unvouched = pair_facts(pair.question, pair.sql, dialect, values)
             lexicon.word_pairs.update(stems)
             for key in unvouched:
-                lexicon.uses[key] += 1
                 lexicon.with_word.setdefault(key, Counter()).update(stems)
         return lexicon
 
     def __len__(self) -> int:
-        return len(self.uses)
+        """How many literals the pairs use without their questions naming them."""
+        return len(self.with_word)
+
+    def _predictors(self, counts: Counter, stems) -> list[str]:
+        """The stems among `stems` that predict the literal whose stem counts are `counts`."""
+        return [w for w in stems if counts[w] >= MIN_SEEN and counts[w] >= MIN_PRECISION * self.word_pairs[w]]
 
     def implied(self, question: str) -> frozenset[str]:
         """The literal keys (literal_key) that `question`'s words predict."""
         stems = set(words(question))
-        out = set()
-        for key, counts in self.with_word.items():
-            if any(counts[w] >= MIN_SEEN and counts[w] >= MIN_PRECISION * self.word_pairs[w] for w in stems & counts.keys()):
-                out.add(key)
-        return frozenset(out)
+        return frozenset(key for key, counts in self.with_word.items() if self._predictors(counts, stems & counts.keys()))
 
     def explain(self, key: str) -> list[tuple[str, int, int]]:
         """(stem, pairs with the stem and the literal, pairs with the stem) that predict `key`, best first."""
         counts = self.with_word.get(key, Counter())
-        hits = [(w, n, self.word_pairs[w]) for w, n in counts.items()
-                if n >= MIN_SEEN and n >= MIN_PRECISION * self.word_pairs[w]]
+        hits = [(w, counts[w], self.word_pairs[w]) for w in self._predictors(counts, counts.keys())]
         return sorted(hits, key=lambda h: (-h[1] / h[2], -h[1], h[0]))
-
 
 
 @lru_cache(maxsize=65536)

@@ -13,13 +13,15 @@ superlatives and set operations both ways (issue 21, "data that covers new shape
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import lru_cache
 
 import sqlglot
 from sqlglot import exp
 
-from server.sql.cues import CUES, agreement, _top
+from server.sql.cues import CUES, top_select, tree_agreement
 
 
+@lru_cache(maxsize=32)
 def _default_nulls_first(desc: bool, dialect: str) -> bool:
     """Where `dialect` puts NULLs in a plain ASC or DESC: a flipped key keeps the dialect's default
     (SQLite's DESC puts them last, its ASC first) instead of spelling out NULLS LAST."""
@@ -34,8 +36,8 @@ def flip_direction(tree: exp.Expression, dialect: str) -> exp.Expression | None:
     paraphrased dev set."""
     tree = tree.copy()
     changed = False
-    order = _top(tree).args.get("order")
-    if order is not None and order.expressions and _top(tree).args.get("limit") is not None:
+    order = top_select(tree).args.get("order")
+    if order is not None and order.expressions and top_select(tree).args.get("limit") is not None:
         first = order.expressions[0]
         desc = not first.args.get("desc")
         first.set("desc", desc)
@@ -78,15 +80,12 @@ def repaired(question: str, sql: str, dialect: str = "sqlite") -> list[str]:
     except sqlglot.errors.SqlglotError:
         return []
     contradicted = {cue.name for cue in asked if not cue.holds(tree)}
-    before = agreement(question, sql, dialect)
+    before = len(asked) - 2 * len(contradicted)  # tree_agreement(question, tree), already known
     out = []
     for cues, rule in REPAIRS:
         if not cues & contradicted:
             continue
         fixed = rule(tree, dialect)
-        if fixed is None:
-            continue
-        text = fixed.sql(dialect=dialect)
-        if agreement(question, text, dialect) > before:
-            out.append(text)
+        if fixed is not None and tree_agreement(question, fixed) > before:
+            out.append(fixed.sql(dialect=dialect))
     return out
