@@ -76,8 +76,28 @@ def _is_text(type_: satypes.TypeEngine) -> bool:
     return isinstance(type_, satypes.String)
 
 
-def _sample(session: ReadOnlySession, schema: str | None, table: str, column: str, limit: int) -> tuple[str, ...]:
-    """Up to `limit` distinct values, ORDER BY the value; () if the query fails or is too slow."""
+def text_values(database: ReadOnlyDatabase, per_column: int) -> list[tuple[str, str, str]]:
+    """(table, column, value) for up to `per_column` distinct values of every text-like column, whole
+    (not cut as samples are), read-only and each column under SAMPLE_TIMEOUT_S: what a question can
+    name, for the template search's value lookup (server/sql/mentions.py ValueIndex) on a server
+    database, as SQLite's are read directly."""
+    config = database.config
+    schema_name = "public" if config.dialect == "postgres" else None
+    out: list[tuple[str, str, str]] = []
+    with database.readonly(config.statement_timeout_s) as session:
+        inspector = sa.inspect(session.conn)
+        for name in sorted(inspector.get_table_names(schema=schema_name)):
+            for c in inspector.get_columns(name, schema=schema_name):
+                if _is_text(c["type"]):
+                    out += [(name, c["name"], v)
+                            for v in _sample(session, schema_name, name, c["name"], per_column, max_chars=None)]
+    return out
+
+
+def _sample(session: ReadOnlySession, schema: str | None, table: str, column: str, limit: int,
+            max_chars: int | None = SAMPLE_MAX_CHARS) -> tuple[str, ...]:
+    """Up to `limit` distinct values, ORDER BY the value, each cut to `max_chars` (None: whole);
+    () if the query fails or is too slow."""
     tbl = sa.table(table, sa.column(column), schema=schema)
     col = tbl.c[column]
     query = sa.select(col).where(col.is_not(None)).distinct().order_by(col).limit(limit)
@@ -102,8 +122,8 @@ def _sample(session: ReadOnlySession, schema: str | None, table: str, column: st
     values: list[str] = []
     for (value,) in rows:
         text = str(value)
-        if len(text) > SAMPLE_MAX_CHARS:
-            text = text[: SAMPLE_MAX_CHARS - 1] + "…"
+        if max_chars is not None and len(text) > max_chars:
+            text = text[: max_chars - 1] + "…"
         if text not in values:  # two long values can share a prefix
             values.append(text)
     return tuple(values)

@@ -16,6 +16,7 @@ least one customer" are how people speak, not values a query must hold.
 
 from __future__ import annotations
 
+import logging
 import re
 import sqlite3
 from collections import Counter
@@ -24,9 +25,11 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 
+from server.errors import HearthError
 from server.sql.retrieval import words
 from server.sql.schema import DatabaseSchema
 
+log = logging.getLogger(__name__)
 MAX_VALUE_CHARS = 60  # longer text (titles, descriptions) is never typed into a question verbatim
 MAX_VALUES_PER_COLUMN = 5000
 MAX_NGRAM = 8
@@ -71,10 +74,21 @@ class ValueIndex:
 
     @classmethod
     def for_database(cls, database) -> "ValueIndex":
-        """A connections.Database's values: all of them for SQLite, else its schema's samples."""
+        """A connections.Database's values: every short text value, up to MAX_VALUES_PER_COLUMN a
+        column (SQLite read directly, a server database through read-only queries); its schema's
+        samples if those queries fail. With samples only, a template that leaves out a value the
+        question names ("Office Furniture") could not tell it did: PostgreSQL answered "Which 10
+        products in Office Furniture cost the most?" with every category's products."""
         if database.sqlite_path is not None and database.sqlite_path.is_file():
             return cls.from_sqlite(database.sqlite_path)
-        return cls.from_schema(database.schema())
+        from server.sql.introspect import text_values
+
+        try:
+            return cls(text_values(database, MAX_VALUES_PER_COLUMN))
+        except HearthError as exc:  # the database is down or refuses: serve with the samples
+            log.warning("database %s: cannot read its text values (%s); using its schema's samples",
+                        database.config.name, exc)
+            return cls.from_schema(database.schema())
 
     @classmethod
     def from_sqlite(cls, path: str | Path) -> "ValueIndex":

@@ -71,3 +71,25 @@ def test_schema_is_cached_until_refresh(fixture_db: FixtureDb) -> None:
     finally:
         fixture_db.admin("DROP TABLE late_arrival")
         database.refresh()
+
+
+def test_text_values_are_every_whole_value_of_every_text_column(fixture_db: FixtureDb) -> None:
+    from server.sql.introspect import text_values
+    from server.sql.mentions import ValueIndex
+
+    database = fixture_db.database
+    original = database.config
+    try:
+        # Samples of 1 value a column: the value index must still see every value.
+        database.config = original.model_copy(update={"sample_values": 1})
+        values = text_values(database, 100)
+        assert {(t, c, v) for t, c, v in values if t == "customers"} == {
+            ("customers", "name", n) for n in ("Ada", "Grace", "Linus")} | {
+            ("customers", "country", c) for c in ("FI", "GB", "US")}
+        notes = [v for t, c, v in values if (t, c) == ("orders", "note")]
+        assert len(notes) == 3 and max(map(len, notes)) > SAMPLE_MAX_CHARS  # whole, not cut
+        assert text_values(database, 2).count(("customers", "name", "Linus")) == 0  # per-column cap
+        index = ValueIndex.for_database(database)
+        assert index.values["linus"] == [("Linus", "customers", "name")]
+    finally:
+        database.config = original
