@@ -26,7 +26,7 @@ from typing import Any, Protocol
 from ..protocol.sql import Attempt, QueryRows, SqlRequest, Timings
 from ..sql.baseline import BaselineAnswer
 from ..sql.connections import Database
-from ..sql.cues import best_agreeing
+from ..sql.cues import best_agreeing, most_named
 from ..sql.grounding import Grounding
 from ..sql.prompt import correction_messages, parse_answer
 from ..sql.repairs import repaired
@@ -98,14 +98,16 @@ def template_candidates(templates: list[BaselineAnswer], question: str, dialect:
     """The templates that may answer, in retrieval order (nearest first): the complete ones, each
     followed by its mirror when it goes the other way from the question (server/sql/repairs.py:
     "the least" answered by "the most"'s template), narrowed to those whose structure agrees best
-    with the question's words, less the plain words each leaves out (server/sql/cues.py)."""
+    with the question's words, less the plain words each leaves out, those that name most of the
+    question's words first (server/sql/cues.py)."""
     complete = [(rank, a) for rank, a in enumerate(templates) if a.complete]
     left_out = {rank: a.unused_words for rank, a in complete}
     candidates = []
     for rank, a in complete:
         candidates.append(TemplateCandidate(sql=a.sql, rank=rank))
         candidates += [TemplateCandidate(sql=fixed, rank=rank, template=a.sql) for fixed in repaired(question, a.sql, dialect)]
-    return best_agreeing(candidates, question, dialect, [left_out[c.rank] for c in candidates])
+    best = best_agreeing(candidates, question, dialect, [left_out[c.rank] for c in candidates])
+    return most_named(best, question, dialect)
 
 
 async def answer_with_template(service: StageHost, run: SqlRun) -> None:

@@ -14,9 +14,12 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 
 import sqlglot
 from sqlglot import exp
+
+from server.sql.retrieval import words
 
 
 def top_select(tree: exp.Expression) -> exp.Expression:
@@ -52,11 +55,28 @@ def _anti_join(tree: exp.Expression) -> bool:
     return left and any(isinstance(i.expression, exp.Null) for i in tree.find_all(exp.Is))
 
 
+def _groups_by(tree: exp.Expression, word: str) -> bool:
+    """The outermost query groups by a column whose name holds `word` (stems compared)."""
+    group = top_select(tree).args.get("group")
+    if group is None:
+        return False
+    stems = set(words(word))
+    return bool(stems) and any(stems & set(words(c.name)) for c in group.find_all(exp.Column))
+
+
 @dataclass(frozen=True)
 class Cue:
     name: str
     asks: re.Pattern            # the question's words
-    holds: Callable[[exp.Expression], bool]  # the query does it
+    holds: Callable[..., bool]  # the query does it: holds(tree), or holds(tree, word) with `word_group`
+    word_group: str | None = None  # a group of `asks` that names what the query must do it with
+
+    def verdict(self, question: str, tree: exp.Expression) -> bool | None:
+        """None when the question does not ask this cue, else whether the query does it."""
+        m = self.asks.search(question)
+        if m is None:
+            return None
+        return self.holds(tree, m.group(self.word_group)) if self.word_group else self.holds(tree)
 
 
 def _words(*alternatives: str) -> re.Pattern:
@@ -108,6 +128,13 @@ CUES: tuple[Cue, ...] = (
                              r"newer|larger|smaller|bigger)\b)", re.I),
         lambda t: not _has(t, exp.Intersect)),
     Cue("both", re.compile(r"(?<!\bor )\bboth\b|\bas well as\b", re.I), lambda t: not _has(t, exp.Union)),
+    # "customers in Belgium by segment": a breakdown by a column, spelled with "by" alone. "sorted by",
+    # "top 5 by margin" are no grouping; a query that groups by no column the word names
+    # contradicts it, so the cue tells a breakdown by segment from a list or another grouping.
+    Cue("grouped by", re.compile(r"^(?!.*\b(top|bottom|most|least|highest|lowest|largest|smallest|biggest|first|"
+                                 r"last)\b)(?!.*\b(sort|sorted|order|ordered|rank|ranked) by\b).*\bby (?P<word>[a-z]+)\b",
+                                 re.I),
+        lambda t, word: _groups_by(t, word), word_group="word"),
     Cue("negation", _words("not", "never", "without", "no longer", "except", "excluding", "haven't", "hasn't",
                            "didn't", "don't", "doesn't", "none", "(have|has|had|with) no"),
         lambda t: _has(t, exp.Not, exp.Except) or _anti_join(t) or bool(re.search(r"<>|!=", t.sql()))),
@@ -127,8 +154,9 @@ def tree_agreement(question: str, tree: exp.Expression) -> int:
     """agreement() of a parsed query."""
     score = 0
     for cue in CUES:
-        if cue.asks.search(question):
-            score += 1 if cue.holds(tree) else -1
+        verdict = cue.verdict(question, tree)
+        if verdict is not None:
+            score += 1 if verdict else -1
     return score
 
 
@@ -141,3 +169,34 @@ def best_agreeing(candidates: list, question: str, dialect: str = "sqlite", pena
     scores = [agreement(question, c.sql, dialect) - p for c, p in zip(candidates, penalties)]
     best = max(scores)
     return [c for c, s in zip(candidates, scores) if s == best]
+
+
+@lru_cache(maxsize=1024)
+def _names(sql: str, dialect: str) -> frozenset[str]:
+    """The word stems of every name a query uses: its tables, columns and output aliases."""
+    try:
+        tree = sqlglot.parse_one(sql, read=dialect)
+    except sqlglot.errors.SqlglotError:
+        return frozenset()
+    names = {c.name for c in tree.find_all(exp.Column)} | {a.alias for a in tree.find_all(exp.Alias)}
+    names |= {t.name for t in tree.find_all(exp.Table)}
+    return frozenset(w for name in names for w in words(name))
+
+
+def named_words(question: str, sql: str, dialect: str = "sqlite") -> int:
+    """How many of the question's words (stems, stop words aside) name a table, column or output
+    alias the query uses: "the contact person and their email" names contact_name and
+    contact_email, which a neighbour about payments does not."""
+    return len(set(words(question)) & _names(sql, dialect))
+
+
+def most_named(candidates: list, question: str, dialect: str = "sqlite") -> list:
+    """The candidates (anything with `.sql`) that name most of the question's words first, the
+    rest after, each group in its given order. Word overlap finds the nearest *question*; this
+    looks at what the query itself is about. Among the templates that agree best with the cues,
+    on the sample's hand-reworded dev questions without twins (python -m bench.word_overlap):
+    64.1 -> 66.0% (4 fixed, 1 broken: "priciest items" named order_items)."""
+    if len(candidates) < 2:
+        return list(candidates)
+    named = [named_words(question, c.sql, dialect) for c in candidates]
+    return [c for _, _, c in sorted(zip((-n for n in named), range(len(named)), candidates))]

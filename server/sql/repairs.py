@@ -72,15 +72,15 @@ REPAIRS: tuple[tuple[frozenset[str], Repair], ...] = (
 
 def repaired(question: str, sql: str, dialect: str = "sqlite") -> list[str]:
     """The queries the rules make of `sql` that agree better with `question` than `sql` does."""
-    asked = [cue for cue in CUES if cue.asks.search(question)]
-    if not asked:
+    if not any(cue.asks.search(question) for cue in CUES):
         return []
     try:
         tree = sqlglot.parse_one(sql, read=dialect)
     except sqlglot.errors.SqlglotError:
         return []
-    contradicted = {cue.name for cue in asked if not cue.holds(tree)}
-    before = len(asked) - 2 * len(contradicted)  # tree_agreement(question, tree), already known
+    verdicts = [v for v in (cue.verdict(question, tree) for cue in CUES) if v is not None]
+    contradicted = {cue.name for cue in CUES if cue.verdict(question, tree) is False}
+    before = len(verdicts) - 2 * len(contradicted)  # tree_agreement(question, tree), already known
     out = []
     for cues, rule in REPAIRS:
         if not cues & contradicted:

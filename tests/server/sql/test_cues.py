@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from server.sql.cues import agreement, best_agreeing
+from server.sql.cues import agreement, best_agreeing, most_named, named_words
 
 
 @pytest.mark.parametrize("question, right, wrong", [
@@ -47,6 +47,12 @@ from server.sql.cues import agreement, best_agreeing
      "SELECT name FROM c WHERE country = 'Ireland' ORDER BY credit_limit DESC LIMIT 3"),
     ("line items on order 2808 incl qty, price and discount", "SELECT qty, price, discount FROM oi WHERE oid = 2808",
      "SELECT id FROM oi ORDER BY discount DESC LIMIT 2808"),
+    # "by <column>" alone is a breakdown by that column; "sorted by", "top 5 by" are not
+    ("custmers in belgium by segment",
+     "SELECT segment, COUNT(*) FROM c WHERE country = 'Belgium' GROUP BY segment",
+     "SELECT DISTINCT segment FROM c WHERE country = 'Belgium'"),
+    ("orders by status, 2024", "SELECT status, COUNT(*) FROM o GROUP BY status",
+     "SELECT channel, COUNT(*) FROM o GROUP BY channel"),
 ])
 def test_the_right_query_agrees_more(question, right, wrong):
     assert agreement(question, right) > agreement(question, wrong)
@@ -87,3 +93,24 @@ def test_a_bound_is_no_superlative(question):
     ordered = "SELECT name FROM p WHERE price < 8 ORDER BY price"
     assert agreement(question, having) == agreement(question, ordered) == 0
     assert agreement("Which product has the least stock?", ordered) == 1
+
+
+@pytest.mark.parametrize("question", ["customers sorted by city", "top 5 products by margin",
+                                      "customers ordered by signup date", "3 most senior reps by hire date"])
+def test_by_after_a_sort_or_a_rank_is_no_grouping(question):
+    assert agreement(question, "SELECT city FROM c GROUP BY city") == agreement(question, "SELECT city FROM c")
+
+
+def test_most_named_puts_the_query_about_the_asked_columns_first():
+    question = "who's the contact person at Evergreen Notaries LLC and what's their email"
+    paid = C("SELECT SUM(p.amount) AS total_paid FROM payments AS p JOIN customers AS c ON c.id = p.cid "
+             "WHERE c.company_name = 'Evergreen Notaries LLC'")
+    contact = C("SELECT contact_name, contact_email FROM customers WHERE company_name = 'Evergreen Notaries LLC'")
+    assert named_words(question, contact.sql) == 2  # contact, email
+    assert named_words(question, paid.sql) == 0
+    assert most_named([paid, contact], question) == [contact, paid]
+    # ties keep their order; a table named counts too ("customers in Sweden", not suppliers)
+    suppliers, customers = C("SELECT city FROM suppliers WHERE country = 'Sweden'"), C(
+        "SELECT DISTINCT city FROM customers WHERE country = 'Sweden'")
+    assert most_named([suppliers, customers], "what cities in sweden are our customers in") == [customers, suppliers]
+    assert most_named([suppliers, customers], "what cities are in sweden") == [suppliers, customers]
