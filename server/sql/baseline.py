@@ -181,12 +181,28 @@ class TemplateBaseline:
             tree = sqlglot.parse_one(neighbour.sql, read=self.dialect)
         except sqlglot.errors.ParseError:
             return answer  # the template as it stands: still the baseline's best guess
-        old = mentions(neighbour.question, self.values)
+        old = mentions(neighbour.question, self.values) + _patterns_named(tree, neighbour.question)
         new = mentions(question, self.values)
         _fill(tree, old, new, answer)
         answer.unused, answer.unused_words = _unused(tree, new, question)
         answer.sql = tree.sql(dialect=self.dialect)
         return answer
+
+
+def _patterns_named(tree: exp.Expression, question: str) -> list[Mention]:
+    """The text of a LIKE pattern that the pair's question spells ("Paper products" for
+    `LIKE '%Paper%'`) though it is no stored value: a slot for the new question's name, as a
+    value's would be, not part of the template."""
+    out = []
+    for like in tree.find_all(exp.Like, exp.ILike):
+        pattern = like.expression
+        if isinstance(pattern, exp.Literal) and pattern.is_string and "%" in pattern.this:
+            core = pattern.this.strip("%")
+            found = re.search(rf"(?<!\w){re.escape(core)}(?!\w)", question, re.I) if core.strip() else None
+            if found:
+                out.append(Mention("string", core, found.start() / max(len(question), 1), quoted=True,
+                                   span=found.span()))
+    return out
 
 
 def _unused(tree: exp.Expression, new: list[Mention], question: str) -> tuple[int, int]:

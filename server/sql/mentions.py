@@ -45,10 +45,16 @@ _MONTH = "(" + "|".join(sorted(_MONTHS, key=len, reverse=True)) + r")\.?"
 _DAY = r"(\d{1,2})(?:st|nd|rd|th)?"
 _MONTH_DAY_YEAR = re.compile(rf"\b{_MONTH}\s+{_DAY},?\s+(\d{{4}})\b", re.I)          # March 24, 2025
 _DAY_MONTH_YEAR = re.compile(rf"\b{_DAY}\s+(?:of\s+)?{_MONTH},?\s+(\d{{4}})\b", re.I)  # 24 March 2025
+_TO = r"\s*(?:-|–|to|through|thru|until|till)\s*"
+_MONTH_DAYS_YEAR = re.compile(rf"\b{_MONTH}\s+{_DAY}{_TO}{_DAY},?\s+(\d{{4}})\b", re.I)      # March 24-30, 2025
+_DAYS_MONTH_YEAR = re.compile(rf"\b{_DAY}{_TO}{_DAY}\s+(?:of\s+)?{_MONTH},?\s+(\d{{4}})\b", re.I)  # 24-30 March 2025
 _MONTH_DAY = re.compile(rf"\b{_MONTH}\s+{_DAY}\b(?![.,:/-]?\d)", re.I)                 # March 24
 _WEEK_OF = re.compile(r"\bweek\s+(?:of|starting|beginning|commencing)\s+(?:on\s+)?(?:the\s+)?$", re.I)
 _MONTH_YEAR = re.compile(rf"\b{_MONTH},?\s+(\d{{4}})\b", re.I)
 _YEAR = re.compile(r"\b(19\d{2}|20\d{2})\b")
+# "anything called Folders", "products named Desk Pro": a name typed as it is, though not quoted
+_CALLED = re.compile(r"\b(?:called|named|containing|contains|mentioning|mentions|matching)\s+"
+                     r"([A-Z][\w&'-]*(?:\s+[A-Z][\w&'-]*)*)")
 _QUOTED = re.compile(r"\"([^\"]{1,80})\"|(?<![A-Za-z])'([^']{1,80})'(?![A-Za-z])")
 
 
@@ -187,6 +193,9 @@ def mentions(question: str, values: ValueIndex | None = None) -> list[Mention]:
     if values is not None:
         quoted = {norm(str(q.value)) for q in out if q.quoted}
         out += [v for v in values.find(question) if norm(str(v.value)) not in quoted]
+    for m in _CALLED.finditer(question):
+        if not any(a < m.end(1) and m.start(1) < b for a, b in (x.span for x in out if x.span is not None)):
+            out.append(Mention("string", m.group(1), m.start(1) / size, quoted=True, span=m.span(1)))
     names = [m.span for m in out if m.span is not None]  # a name's digits are part of the name
 
     def named(start: int, end: int) -> bool:  # a date inside a longer name ("Summer 2024 Collection")
@@ -215,6 +224,14 @@ def mentions(question: str, values: ValueIndex | None = None) -> list[Mention]:
     for m in _ISO_DATE.finditer(question):
         if free(m) and not (m.group(3) and day(m, int(m.group(1)), int(m.group(2)), int(m.group(3)))):
             period(m, (int(m.group(1)), int(m.group(2))))
+    # A range of days in one month, "March 24-30, 2025": its first and last day, as if both were spelled
+    for pattern, (y, mo, d1, d2) in ((_MONTH_DAYS_YEAR, (4, 1, 2, 3)), (_DAYS_MONTH_YEAR, (4, 3, 1, 2))):
+        for m in pattern.finditer(question):
+            if free(m):
+                month = _MONTHS[m.group(mo).lower()[:3]]
+                if day(m, int(m.group(y)), month, int(m.group(d1))):
+                    spans.pop()  # the last day is at the same place; claim the text once both are read
+                    day(m, int(m.group(y)), month, int(m.group(d2)))
     for pattern, (y, mo, d) in ((_MONTH_DAY_YEAR, (3, 1, 2)), (_DAY_MONTH_YEAR, (3, 2, 1))):
         for m in pattern.finditer(question):
             # "the top 5 March 2024 orders": a count before a month-year, not the 5th of March

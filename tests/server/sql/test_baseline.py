@@ -232,3 +232,17 @@ def test_a_stored_name_typed_in_lower_case_is_still_a_value() -> None:
     assert shipped.complete
     month = TemplateBaseline(PROPER_PAIRS[1:], PROPER_VALUES).answer("order count for jan 2023")
     assert month.complete and "'2023-01-01'" in month.sql
+
+
+def test_a_like_pattern_the_pair_spells_is_a_slot_though_no_stored_value() -> None:
+    # 'Paper' is in no column of the value index, yet the pair's question names it: the new
+    # question's quoted or "called" name takes its place, and a question with neither leaves it
+    # unfilled (never complete with the neighbour's 'Paper').
+    pairs = [Example("List the SKU, name and price of all Paper products.",
+                     "SELECT sku, name FROM products WHERE name LIKE '%Paper%' ORDER BY price")]
+    tb = TemplateBaseline(pairs, ValueIndex([("customers", "city", "Berlin")]))
+    quoted = tb.answer("find all products with 'Tape' in the name, show sku and price")
+    assert quoted.sql == "SELECT sku, name FROM products WHERE name LIKE '%Tape%' ORDER BY price" and quoted.complete
+    called = tb.answer("anything called Folders in the catalog: sku and name")
+    assert called.sql == "SELECT sku, name FROM products WHERE name LIKE '%Folders%' ORDER BY price" and called.complete
+    assert not tb.answer("list the sku and name of all products").complete

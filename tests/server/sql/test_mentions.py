@@ -58,6 +58,9 @@ def test_a_named_value_claims_its_digits(question, expected) -> None:
     ("Orders on 2024-02-30", [(2024, 2)]),  # no such day: the month, as before
     ("What did we ship in the week of March 24, 2025?", [(2025, 3, 24), (2025, 3, 30)]),
     ("What did we ship in the week of 2025-12-29?", [(2025, 12, 29), (2026, 1, 4)]),
+    # a range of days in one month: its first and last day
+    ("UPS shipments from March 24-30, 2025 with tracking numbers", [(2025, 3, 24), (2025, 3, 30)]),
+    ("DHL shipments 3 to 9 May 2024", [(2024, 5, 3), (2024, 5, 9)]),
 ])
 def test_a_day_of_month_is_part_of_its_date(question, periods) -> None:
     found = mentions(question)
@@ -84,3 +87,13 @@ def test_a_count_before_a_month_is_no_day() -> None:
 def test_a_number_word_is_weak_unless_clearly_a_quantity(question, weak) -> None:
     [number] = [m for m in mentions(question) if m.kind == "number"]
     assert number.weak is weak
+
+
+@pytest.mark.parametrize("question, names", [
+    ("I'm looking for anything called Folders in our catalog", ["Folders"]),
+    ("products named Desk Pro Max, cheapest first", ["Desk Pro Max"]),
+    ("Find every product whose name mentions Tape.", ["Tape"]),
+    ("customers named in the audit", []),  # a lower-case word is no name
+])
+def test_a_name_after_called_or_named_is_taken_as_typed(question, names) -> None:
+    assert [m.value for m in mentions(question) if m.kind == "string" and m.quoted] == names
