@@ -64,6 +64,13 @@ def _groups_by(tree: exp.Expression, word: str) -> bool:
     return bool(stems) and any(stems & set(words(c.name)) for c in group.find_all(exp.Column))
 
 
+def _negates(tree: exp.Expression) -> bool:
+    """The query keeps the rows something does not hold for: EXCEPT, NOT IN, NOT EXISTS or an
+    anti-join (`IS NOT NULL` and `<>` are plain filters)."""
+    return (_has(tree, exp.Except) or _anti_join(tree)
+            or any(isinstance(n.this, (exp.In, exp.Exists)) for n in tree.find_all(exp.Not)))
+
+
 @dataclass(frozen=True)
 class Cue:
     name: str
@@ -135,6 +142,13 @@ CUES: tuple[Cue, ...] = (
                                  r"last)\b)(?!.*\b(sort|sorted|order|ordered|rank|ranked) by\b).*\bby (?P<word>[a-z]+)\b",
                                  re.I),
         lambda t, word: _groups_by(t, word), word_group="word"),
+    # No negative word: a neighbour's "have no ..." kept on a plain question contradicts it ("List
+    # all the product categories" answered with the categories that have no products).
+    Cue("no negation", re.compile(r"^(?!.*\b(not|never|without|no|zero|none|nothing|nobody|except|excluding|"
+                                  r"other than|but|yet|haven't|hasn't|hadn't|didn't|don't|doesn't|isn't|aren't|"
+                                  r"wasn't|weren't|won't|can't|lack|lacking|missing|absent|unsold|stopped|quiet|"
+                                  r"lapsed|inactive|only)\b)", re.I),
+        lambda t: not _negates(t)),
     Cue("negation", _words("not", "never", "without", "no longer", "except", "excluding", "haven't", "hasn't",
                            "didn't", "don't", "doesn't", "none", "(have|has|had|with) no"),
         lambda t: _has(t, exp.Not, exp.Except) or _anti_join(t) or bool(re.search(r"<>|!=", t.sql()))),

@@ -47,6 +47,10 @@ from server.sql.cues import agreement, best_agreeing, most_named, named_words
      "SELECT name FROM c WHERE country = 'Ireland' ORDER BY credit_limit DESC LIMIT 3"),
     ("line items on order 2808 incl qty, price and discount", "SELECT qty, price, discount FROM oi WHERE oid = 2808",
      "SELECT id FROM oi ORDER BY discount DESC LIMIT 2808"),
+    # no negative word: a neighbour's anti-join kept on a plain list contradicts it (day-one d13)
+    ("List all the product categories.", "SELECT category_name FROM categories",
+     "SELECT c.category_name FROM categories AS c LEFT JOIN products AS p ON p.category_id = c.category_id "
+     "WHERE p.product_id IS NULL"),
     # "by <column>" alone is a breakdown by that column; "sorted by", "top 5 by" are not
     ("custmers in belgium by segment",
      "SELECT segment, COUNT(*) FROM c WHERE country = 'Belgium' GROUP BY segment",
@@ -58,11 +62,17 @@ def test_the_right_query_agrees_more(question, right, wrong):
     assert agreement(question, right) > agreement(question, wrong)
 
 
-def test_a_question_without_cues_asks_only_for_no_rank():
-    assert agreement("Acme orders", "SELECT COUNT(*) FROM o") == 1
-    assert agreement("Acme orders", "SELECT id FROM o ORDER BY total DESC LIMIT 5") == -1
-    assert agreement("Acme's 5 biggest orders", "SELECT id FROM o ORDER BY total DESC LIMIT 5") == 1  # "most" alone
-    assert agreement("Show me Acme's orders.", "SELECT * FROM o") == 2  # listing and no rank
+def test_a_question_without_cues_asks_only_for_no_rank_and_no_negation():
+    assert agreement("Acme orders", "SELECT COUNT(*) FROM o") == 2
+    assert agreement("Acme orders", "SELECT id FROM o ORDER BY total DESC LIMIT 5") == 0
+    assert agreement("Acme orders", "SELECT id FROM o WHERE id NOT IN (SELECT oid FROM r)") == 0
+    assert agreement("Acme's 5 biggest orders", "SELECT id FROM o ORDER BY total DESC LIMIT 5") == 2  # "most", no negation
+    assert agreement("Show me Acme's orders.", "SELECT * FROM o") == 3  # listing, no rank, no negation
+    # "zero sales" may be a negation: neither cue is asked
+    assert agreement("Which suppliers had zero sales?", "SELECT name FROM s") == agreement(
+        "Which suppliers had zero sales?", "SELECT name FROM s WHERE NOT EXISTS (SELECT 1 FROM o WHERE o.sid = s.id)")
+    # IS NOT NULL and <> are plain filters, no negation
+    assert agreement("Acme orders", "SELECT id FROM o WHERE note IS NOT NULL AND status <> 'x'") == 2
 
 
 @dataclass
@@ -91,8 +101,8 @@ def test_a_bound_is_no_superlative(question):
     # questions: the cue made a cheapest-first list win over the right HAVING query.
     having = "SELECT s.name FROM p JOIN s ON s.id = p.sid GROUP BY s.name HAVING COUNT(*) >= 8"
     ordered = "SELECT name FROM p WHERE price < 8 ORDER BY price"
-    assert agreement(question, having) == agreement(question, ordered) == 0
-    assert agreement("Which product has the least stock?", ordered) == 1
+    assert agreement(question, having) == agreement(question, ordered) == 1  # no negation, nothing else
+    assert agreement("Which product has the least stock?", ordered) == 2
 
 
 @pytest.mark.parametrize("question", ["customers sorted by city", "top 5 products by margin",
