@@ -128,13 +128,15 @@ CUES: tuple[Cue, ...] = (
                               r"ranking|leading)\b)", re.I),
         lambda t: not (top_select(t).args.get("order") is not None and top_select(t).args.get("limit") is not None)),
     # Set operations both ways: "a customer or a supplier (or both)" is a UNION, never an INTERSECT;
-    # "both a customer and a supplier", "phone orders as well as visits" never a UNION. An "or" of
+    # "both a customer and a supplier", "phone orders as well as visits", "cities they have in
+    # common", "in the same city" never a UNION. An "or" of
     # a bound ("5 or more", "rated 2 or higher") is no alternative.
     Cue("either", re.compile(r"\b(either|and/or)\b|\bor\b(?! (more|higher|less|better|fewer|lower|above|below|"
                              r"greater|so|later|earlier|after|before|worse|over|under|longer|shorter|not|older|"
                              r"newer|larger|smaller|bigger)\b)", re.I),
         lambda t: not _has(t, exp.Intersect)),
-    Cue("both", re.compile(r"(?<!\bor )\bboth\b|\bas well as\b", re.I), lambda t: not _has(t, exp.Union)),
+    Cue("both", re.compile(r"(?<!\bor )\bboth\b|\bas well as\b|\bin common\b|\bthe same\b", re.I),
+        lambda t: not _has(t, exp.Union)),
     # "customers in Belgium by segment": a breakdown by a column, spelled with "by" alone. "sorted by",
     # "top 5 by margin" are no grouping; a query that groups by no column the word names
     # contradicts it, so the cue tells a breakdown by segment from a list or another grouping.

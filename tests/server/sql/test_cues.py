@@ -51,6 +51,10 @@ from server.sql.cues import agreement, best_agreeing, most_named, named_words
     ("List all the product categories.", "SELECT category_name FROM categories",
      "SELECT c.category_name FROM categories AS c LEFT JOIN products AS p ON p.category_id = c.category_id "
      "WHERE p.product_id IS NULL"),
+    # "in the same city", "in common": an intersection, never a UNION
+    ("In Ireland, where are customers and suppliers located in the same city?",
+     "SELECT city FROM c WHERE country = 'Ireland' INTERSECT SELECT city FROM s WHERE country = 'Ireland'",
+     "SELECT city FROM c WHERE country = 'Ireland' UNION SELECT city FROM s WHERE country = 'Ireland'"),
     # "by <column>" alone is a breakdown by that column; "sorted by", "top 5 by" are not
     ("custmers in belgium by segment",
      "SELECT segment, COUNT(*) FROM c WHERE country = 'Belgium' GROUP BY segment",
