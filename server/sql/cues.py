@@ -101,14 +101,15 @@ CUES: tuple[Cue, ...] = (
     # "How many units did we sell" adds quantities up; "how many customers" counts rows.
     Cue("quantity", _words(r"(how many|number of) " + _UNITS), lambda t: _has(t, exp.Sum, exp.Count)),
     Cue("average", _words("average", "mean", "avg"), lambda t: _has(t, exp.Avg)),
-    Cue("sum", _words("sum", "total", "totals", "in total", "altogether"),
+    Cue("sum", _words("sum", "total", "totals", "in total", "altogether", "add up", "adds up", "added up", "sum up"),
         lambda t: _has(t, exp.Sum, exp.Count)),
     # "at least 8 products" and "at most 3" are bounds (HAVING, WHERE), not superlatives.
     Cue("most", _words(_NOT_BOUND + "most", "highest", "largest", "biggest", "greatest", "top", "maximum", "max",
                        "most expensive", "latest", "newest", "most recent", "best"), _wants_max),
     Cue("least", _words(_NOT_BOUND + "least", "lowest", "fewest", "smallest", "cheapest", "minimum", "min", "earliest",
                         "oldest", "worst", "bottom"), _wants_min),
-    Cue("group", _words("each", "per", "for every", "by each", "breakdown", "broken down"),
+    Cue("group", _words("each", "per", "for every", "by each", "breakdown", "broken down", "mix", "distribution",
+                        "split by", "split across"),
         lambda t: top_select(t).args.get("group") is not None),
     Cue("distinct", _words("different", "distinct", "unique"),
         lambda t: bool(top_select(t).args.get("distinct")) or top_select(t).args.get("group") is not None or _has(t, exp.Distinct)),

@@ -51,6 +51,13 @@ from server.sql.cues import agreement, best_agreeing, most_named, named_words
     ("List all the product categories.", "SELECT category_name FROM categories",
      "SELECT c.category_name FROM categories AS c LEFT JOIN products AS p ON p.category_id = c.category_id "
      "WHERE p.product_id IS NULL"),
+    # "add up" asks for a sum, "the segment mix" for a breakdown
+    ("Add up every payment Highland Notaries LLC has made.",
+     "SELECT SUM(p.amount) FROM p JOIN c ON c.id = p.cid WHERE c.name = 'Highland Notaries LLC'",
+     "SELECT p.paid_at, p.amount FROM p JOIN c ON c.id = p.cid WHERE c.name = 'Highland Notaries LLC'"),
+    ("What is the segment mix of customers in Belgium?",
+     "SELECT segment, COUNT(*) FROM c WHERE country = 'Belgium' GROUP BY segment",
+     "SELECT DISTINCT segment FROM c WHERE country = 'Belgium'"),
     # "in the same city", "in common": an intersection, never a UNION
     ("In Ireland, where are customers and suppliers located in the same city?",
      "SELECT city FROM c WHERE country = 'Ireland' INTERSECT SELECT city FROM s WHERE country = 'Ireland'",
