@@ -94,18 +94,26 @@ _UNITS = r"(\w+ ){0,4}(units|items|pieces|copies|boxes|cases|packs)\b"
 _NOT_UNITS = r"(?! " + _UNITS + r")"
 _NOT_BOUND = r"(?<!\bat )(?<!\bat the )(?<!\bat the very )"
 
+_NOT_COUNTED = (r"(days|weeks|months|years|hours|minutes|seconds|dollars|euros|pounds|cents|percent|units|items|"
+                r"pieces|copies|boxes|cases|packs|times|stars|points|kg|km|miles)\b")
 CUES: tuple[Cue, ...] = (
     Cue("count", _words("how many" + _NOT_UNITS, "number of" + _NOT_UNITS, "count", "counts", "how often",
                         "how frequently", "frequency"),
         lambda t: _has(t, exp.Count)),
     # "How many units did we sell" adds quantities up; "how many customers" counts rows.
     Cue("quantity", _words(r"(how many|number of) " + _UNITS), lambda t: _has(t, exp.Sum, exp.Count)),
+    # "suppliers with 8 products or more", "customers with at least 3 orders": a bound on how many rows
+    # a thing has (HAVING COUNT), not on a value; spans of time, money and stock are values.
+    Cue("how many bound", re.compile(r"\b(at least|at most|no fewer than|more than|fewer than) \d+ (?!" + _NOT_COUNTED
+                                     + r")[a-z]+s\b|\b\d+ (?!" + _NOT_COUNTED + r")[a-z]+s or (more|fewer|less)\b"
+                                     r"|\b\d+ or (more|fewer) (?!" + _NOT_COUNTED + r")[a-z]+s\b", re.I),
+        lambda t: _has(t, exp.Having) or _has(t, exp.Count)),
     Cue("average", _words("average", "mean", "avg"), lambda t: _has(t, exp.Avg)),
     Cue("sum", _words("sum", "total", "totals", "in total", "altogether", "add up", "adds up", "added up", "sum up"),
         lambda t: _has(t, exp.Sum, exp.Count)),
     # "at least 8 products" and "at most 3" are bounds (HAVING, WHERE), not superlatives.
     Cue("most", _words(_NOT_BOUND + "most", "highest", "largest", "biggest", "greatest", "top", "maximum", "max",
-                       "most expensive", "latest", "newest", "most recent", "best"), _wants_max),
+                       "most expensive", "priciest", "latest", "newest", "most recent", "best"), _wants_max),
     Cue("least", _words(_NOT_BOUND + "least", "lowest", "fewest", "smallest", "cheapest", "minimum", "min", "earliest",
                         "oldest", "worst", "bottom"), _wants_min),
     Cue("group", _words("each", "per", "for every", "by each", "breakdown", "broken down", "mix", "distribution",

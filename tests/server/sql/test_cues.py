@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from server.sql.cues import agreement, best_agreeing, most_named, named_words
+from server.sql.cues import CUES, agreement, best_agreeing, most_named, named_words
 
 
 @pytest.mark.parametrize("question, right, wrong", [
@@ -58,6 +58,12 @@ from server.sql.cues import agreement, best_agreeing, most_named, named_words
     ("What is the segment mix of customers in Belgium?",
      "SELECT segment, COUNT(*) FROM c WHERE country = 'Belgium' GROUP BY segment",
      "SELECT DISTINCT segment FROM c WHERE country = 'Belgium'"),
+    # "8 products or more" bounds how many rows a supplier has; "7 days or more" bounds a value
+    ("Who supplies 8 products or more?",
+     "SELECT s.name, COUNT(*) FROM p JOIN s ON s.id = p.sid GROUP BY s.name HAVING COUNT(*) >= 8",
+     "SELECT name, price FROM p WHERE price < 8"),
+    ("customers with at least 3 orders", "SELECT c.name FROM c JOIN o ON o.cid = c.id GROUP BY c.name HAVING COUNT(*) >= 3",
+     "SELECT name FROM c WHERE credit >= 3"),
     # "in the same city", "in common": an intersection, never a UNION
     ("In Ireland, where are customers and suppliers located in the same city?",
      "SELECT city FROM c WHERE country = 'Ireland' INTERSECT SELECT city FROM s WHERE country = 'Ireland'",
@@ -112,7 +118,8 @@ def test_a_bound_is_no_superlative(question):
     # questions: the cue made a cheapest-first list win over the right HAVING query.
     having = "SELECT s.name FROM p JOIN s ON s.id = p.sid GROUP BY s.name HAVING COUNT(*) >= 8"
     ordered = "SELECT name FROM p WHERE price < 8 ORDER BY price"
-    assert agreement(question, having) == agreement(question, ordered) == 1  # no negation, nothing else
+    assert not [c.name for c in CUES if c.name in ("most", "least") and c.asks.search(question)]
+    assert agreement(question, having) >= agreement(question, ordered)  # the count bound prefers HAVING
     assert agreement("Which product has the least stock?", ordered) == 2
 
 
@@ -135,3 +142,10 @@ def test_most_named_puts_the_query_about_the_asked_columns_first():
         "SELECT DISTINCT city FROM customers WHERE country = 'Sweden'")
     assert most_named([suppliers, customers], "what cities in sweden are our customers in") == [customers, suppliers]
     assert most_named([suppliers, customers], "what cities are in sweden") == [suppliers, customers]
+
+
+@pytest.mark.parametrize("question", ["suppliers with a lead time of 7 days or more", "orders with 5 or more items",
+                                      "rated 4 or higher", "products with at least 20 units in stock"])
+def test_a_bound_on_a_value_asks_no_count(question):
+    assert agreement(question, "SELECT name FROM s WHERE lead_days >= 7") == agreement(
+        question, "SELECT name FROM s GROUP BY name HAVING COUNT(*) >= 7")
