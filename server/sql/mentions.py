@@ -230,7 +230,6 @@ def mentions(question: str, values: ValueIndex | None = None) -> list[Mention]:
             if free(m):
                 month = _MONTHS[m.group(mo).lower()[:3]]
                 if day(m, int(m.group(y)), month, int(m.group(d1))):
-                    spans.pop()  # the last day is at the same place; claim the text once both are read
                     day(m, int(m.group(y)), month, int(m.group(d2)))
     for pattern, (y, mo, d) in ((_MONTH_DAY_YEAR, (3, 1, 2)), (_DAY_MONTH_YEAR, (3, 2, 1))):
         for m in pattern.finditer(question):

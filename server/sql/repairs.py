@@ -72,14 +72,12 @@ REPAIRS: tuple[tuple[frozenset[str], Repair], ...] = (
 
 def repaired(question: str, sql: str, dialect: str = "sqlite") -> list[str]:
     """The queries the rules make of `sql` that agree better with `question` than `sql` does."""
-    if not any(cue.asks.search(question) for cue in CUES):
-        return []
     try:
         tree = sqlglot.parse_one(sql, read=dialect)
     except sqlglot.errors.SqlglotError:
         return []
-    verdicts = [v for v in (cue.verdict(question, tree) for cue in CUES) if v is not None]
-    contradicted = {cue.name for cue in CUES if cue.verdict(question, tree) is False}
+    verdicts = {cue.name: v for cue in CUES if (v := cue.verdict(question, tree)) is not None}
+    contradicted = {name for name, holds in verdicts.items() if not holds}
     before = len(verdicts) - 2 * len(contradicted)  # tree_agreement(question, tree), already known
     out = []
     for cues, rule in REPAIRS:
