@@ -215,13 +215,49 @@ def named_words(question: str, sql: str, dialect: str = "sqlite") -> int:
     return len(set(words(question)) & _names(sql, dialect))
 
 
+@lru_cache(maxsize=1024)
+def _output_tables(sql: str, dialect: str) -> tuple[frozenset[str], ...]:
+    """For each table the outermost SELECT lists columns of, the name stems of the table and of
+    those columns. Columns inside aggregates count only where it lists none outside them: an
+    aggregate's table is where a measure comes from ("best-selling products by units" sums order
+    items), a listed column is what the answer is about. An alias is resolved to its table, an
+    unqualified column to the one table of its FROM (if only one)."""
+    try:
+        select = top_select(sqlglot.parse_one(sql, read=dialect))
+    except sqlglot.errors.SqlglotError:
+        return ()
+    if not isinstance(select, exp.Select):
+        return ()
+    tables = [t for t in select.find_all(exp.Table) if t.parent_select is select]
+    by_alias = {t.alias_or_name.lower(): t.name for t in tables}
+    columns = [c for e in select.expressions for c in e.find_all(exp.Column)]
+    listed = [c for c in columns if c.find_ancestor(exp.AggFunc) is None]
+    out: dict[str, set[str]] = {}
+    for column in listed or columns:
+        name = by_alias.get(column.table.lower()) if column.table else (tables[0].name if len(tables) == 1 else None)
+        if name is not None:
+            out.setdefault(name, set(words(name))).update(words(column.name))
+    return tuple(frozenset(stems) for stems in out.values())
+
+
+def stray_outputs(question: str, sql: str, dialect: str = "sqlite") -> int:
+    """How many of the tables the query's answer lists the question names neither by the table
+    nor by a listed column: "what orders do we have from X" is answered from orders, not from the
+    payments of a neighbour that names orders too (it joins them); "which carrier shipped the
+    most orders" lists shipments' carrier."""
+    asked = set(words(question))
+    return sum(1 for stems in _output_tables(sql, dialect) if not stems & asked)
+
+
 def most_named(candidates: list, question: str, dialect: str = "sqlite") -> list:
     """The candidates (anything with `.sql`) that name most of the question's words first, the
     rest after, each group in its given order. Word overlap finds the nearest *question*; this
     looks at what the query itself is about. Among the templates that agree best with the cues,
     on the sample's hand-reworded dev questions without twins (python -m bench.word_overlap):
-    64.1 -> 66.0% (4 fixed, 1 broken: "priciest items" named order_items)."""
+    64.1 -> 66.0% (4 fixed, 1 broken: "priciest items" named order_items). Among those that name
+    as many, an answer from tables the question names comes before one from a table it does not
+    (`stray_outputs`)."""
     if len(candidates) < 2:
         return list(candidates)
-    named = [named_words(question, c.sql, dialect) for c in candidates]
-    return [c for _, _, c in sorted(zip((-n for n in named), range(len(named)), candidates))]
+    key = [(-named_words(question, c.sql, dialect), stray_outputs(question, c.sql, dialect)) for c in candidates]
+    return [c for _, _, c in sorted(zip(key, range(len(key)), candidates))]

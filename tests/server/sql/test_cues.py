@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from server.sql.cues import CUES, agreement, best_agreeing, most_named, named_words
+from server.sql.cues import CUES, agreement, best_agreeing, most_named, named_words, stray_outputs
 
 
 @pytest.mark.parametrize("question, right, wrong", [
@@ -142,6 +142,25 @@ def test_most_named_puts_the_query_about_the_asked_columns_first():
         "SELECT DISTINCT city FROM customers WHERE country = 'Sweden'")
     assert most_named([suppliers, customers], "what cities in sweden are our customers in") == [customers, suppliers]
     assert most_named([suppliers, customers], "what cities are in sweden") == [suppliers, customers]
+
+
+def test_among_as_named_the_answer_from_tables_the_question_names_comes_first():
+    question = "What orders do we have from Hawthorne Events Inc., oldest first?"
+    payments = C("SELECT p.paid_at, p.amount FROM payments AS p JOIN orders AS o ON o.order_id = p.order_id "
+                 "JOIN customers AS c ON c.customer_id = o.customer_id WHERE c.company_name = 'Hawthorne Events Inc.' "
+                 "ORDER BY p.paid_at")
+    orders = C("SELECT o.order_id, o.order_date FROM orders AS o JOIN customers AS c ON c.customer_id = o.customer_id "
+               "WHERE c.company_name = 'Hawthorne Events Inc.' ORDER BY o.order_date")
+    assert named_words(question, payments.sql) == named_words(question, orders.sql)  # both join orders
+    assert (stray_outputs(question, payments.sql), stray_outputs(question, orders.sql)) == (1, 0)
+    assert most_named([payments, orders], question) == [orders, payments]
+    # a listed column the question names is no stray ("carrier" of shipments, an unqualified column)
+    assert stray_outputs("Which carrier shipped the most orders?", "SELECT carrier FROM shipments GROUP BY carrier") == 0
+    # a measure summed from an unnamed table is no stray where a named table's column is listed
+    assert stray_outputs("top 3 best-selling products by units", "SELECT p.product_name, SUM(oi.quantity) FROM "
+                         "order_items AS oi JOIN products AS p ON p.product_id = oi.product_id GROUP BY 1") == 0
+    # an answer of aggregates alone comes from their tables
+    assert stray_outputs("what do we buy from Acme", "SELECT MIN(p.unit_price) FROM products AS p") == 1
 
 
 @pytest.mark.parametrize("question", ["suppliers with a lead time of 7 days or more", "orders with 5 or more items",
