@@ -298,7 +298,9 @@ def _fill(tree: exp.Expression, old: list[Mention], new: list[Mention], answer: 
         else:
             value = float(text)
             year_slot = value.is_integer() and any(p.value[0] == int(value) for p in periods_old)
-            if year_slot:
+            if year_slot and _IDENTIFIER.search(_comparison_column(literal) or ""):
+                slotted, replacement = _fill_identifier(int(value), periods_old, periods_new, numbers_new)
+            elif year_slot:
                 slotted, replacement = _fill_period(str(int(value)), int(value), periods_old, periods_new)
             else:
                 slotted, replacement = _fill_number(value, numbers_old, numbers_new, number_pairs,
@@ -326,6 +328,26 @@ def _fill_number(value: float, old: list[Mention], new: list[Mention],
                 target = new[j].value * scale
                 return True, str(int(target)) if float(target).is_integer() else repr(round(target, 10))
     return False, None
+
+
+# A column that holds numbers naming things, never years: "order 1952" and "flight 1291" read as
+# years by mentions(), but `order_id = 1952` is an order number a year must not re-fill.
+_IDENTIFIER = re.compile(r"(^|_)(id|no|num|number|code)$|^id$", re.I)
+
+
+def _fill_identifier(value: int, old: list[Mention], new: list[Mention], numbers: list[Mention]) -> tuple[bool, str | None]:
+    """The old question's bare "year" that a template compares with an identifier column is that
+    identifier: re-filled from the new question's bare years (at the same index) or its first
+    number; a month or a date is no identifier, so without either the slot stays unfilled."""
+    bare_old = [m for m in old if m.value[1] is None]
+    bare_new = [m for m in new if len(m.value) == 2 and m.value[1] is None and m.value[0] is not None]
+    i = next((k for k, m in enumerate(bare_old) if m.value[0] == value), None)
+    if i is None:
+        return False, None
+    if i < len(bare_new):
+        return True, str(bare_new[i].value[0])
+    plain = [m for m in numbers if not m.weak and float(m.value).is_integer()]
+    return True, (str(int(plain[0].value)) if plain else None)
 
 
 def _month_index(year: int, month: int) -> int:

@@ -246,3 +246,17 @@ def test_a_like_pattern_the_pair_spells_is_a_slot_though_no_stored_value() -> No
     called = tb.answer("anything called Folders in the catalog: sku and name")
     assert called.sql == "SELECT sku, name FROM products WHERE name LIKE '%Folders%' ORDER BY price" and called.complete
     assert not tb.answer("list the sku and name of all products").complete
+
+
+@pytest.mark.parametrize("question, sql, fits", [
+    ("What is the status of order 2310?", "SELECT status FROM orders WHERE order_id = 2310", True),
+    ("Look up order 2105: its status.", "SELECT status FROM orders WHERE order_id = 2105", True),  # read as a year too
+    # a month is no order number: the template keeps its own and does not fit
+    ("Which orders placed in April 2023 were late?", "SELECT status FROM orders WHERE order_id = 1952", False),
+])
+def test_a_year_like_number_compared_with_an_identifier_is_an_identifier(question, sql, fits) -> None:
+    # mentions() reads "order 1952" as the year 1952; `order_id` says it is an order number
+    base = TemplateBaseline([Example("Look up order 1952: what is its status?",
+                                     "SELECT status FROM orders WHERE order_id = 1952")])
+    answer = base.answer(question)
+    assert (answer.sql, answer.fits) == (sql, fits)
