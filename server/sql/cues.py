@@ -218,25 +218,30 @@ def named_words(question: str, sql: str, dialect: str = "sqlite") -> int:
 @lru_cache(maxsize=1024)
 def _output_tables(sql: str, dialect: str) -> tuple[frozenset[str], ...]:
     """For each table the outermost SELECT lists columns of, the name stems of the table and of
-    those columns. Columns inside aggregates count only where it lists none outside them: an
+    those columns; for a set operation, of each branch's tables alone. Columns inside aggregates count only where it lists none outside them: an
     aggregate's table is where a measure comes from ("best-selling products by units" sums order
     items), a listed column is what the answer is about. An alias is resolved to its table, an
     unqualified column to the one table of its FROM (if only one)."""
     try:
-        select = top_select(sqlglot.parse_one(sql, read=dialect))
+        tree = sqlglot.parse_one(sql, read=dialect)
     except sqlglot.errors.SqlglotError:
         return ()
-    if not isinstance(select, exp.Select):
-        return ()
-    tables = [t for t in select.find_all(exp.Table) if t.parent_select is select]
-    by_alias = {t.alias_or_name.lower(): t.name for t in tables}
-    columns = [c for e in select.expressions for c in e.find_all(exp.Column)]
-    listed = [c for c in columns if c.find_ancestor(exp.AggFunc) is None]
-    out: dict[str, set[str]] = {}
-    for column in listed or columns:
-        name = by_alias.get(column.table.lower()) if column.table else (tables[0].name if len(tables) == 1 else None)
-        if name is not None:
-            out.setdefault(name, set(words(name))).update(words(column.name))
+    branches, out = [tree], {}
+    while branches:  # each branch of a set operation lists its own rows
+        select = branches.pop()
+        if isinstance(select, exp.SetOperation):
+            branches += [select.this, select.expression]
+            continue
+        if not isinstance(select, exp.Select):
+            continue
+        tables = [t for t in select.find_all(exp.Table) if t.parent_select is select]
+        by_alias = {t.alias_or_name.lower(): t.name for t in tables}
+        columns = [c for e in select.expressions for c in e.find_all(exp.Column)]
+        listed = [c for c in columns if c.find_ancestor(exp.AggFunc) is None]
+        for column in listed or columns:
+            name = by_alias.get(column.table.lower()) if column.table else (tables[0].name if len(tables) == 1 else None)
+            if name is not None:  # the branches of a set operation list alike columns: their tables tell them apart
+                out.setdefault(name, set(words(name))).update(() if isinstance(tree, exp.SetOperation) else words(column.name))
     return tuple(frozenset(stems) for stems in out.values())
 
 

@@ -159,6 +159,10 @@ def test_among_as_named_the_answer_from_tables_the_question_names_comes_first():
     # a measure summed from an unnamed table is no stray where a named table's column is listed
     assert stray_outputs("top 3 best-selling products by units", "SELECT p.product_name, SUM(oi.quantity) FROM "
                          "order_items AS oi JOIN products AS p ON p.product_id = oi.product_id GROUP BY 1") == 0
+    # the branches of a set operation are told apart by their tables: suppliers' cities are never asked here
+    assert stray_outputs("In which cities in Sweden do we have customers?", "SELECT city FROM customers INTERSECT "
+                         "SELECT city FROM suppliers") == 1
+    assert stray_outputs("cities of customers or suppliers", "SELECT city FROM customers UNION SELECT city FROM suppliers") == 0
     # an answer of aggregates alone comes from their tables
     assert stray_outputs("what do we buy from Acme", "SELECT MIN(p.unit_price) FROM products AS p") == 1
 
