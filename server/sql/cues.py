@@ -71,6 +71,39 @@ def _negates(tree: exp.Expression) -> bool:
             or any(isinstance(n.this, (exp.In, exp.Exists)) for n in tree.find_all(exp.Not)))
 
 
+# What a number measures, by the word after it ("50 units", "$8", "30 days") and by the name of the
+# column a query compares it with (unit_price, units_in_stock, lead_time_days).
+_MEASURES = (
+    ("money", re.compile(r"^\$|\b(dollars?|euros?|pounds?|usd|eur|gbp|bucks)$", re.I),
+     re.compile(r"price|cost|amount|total|revenue|fee|salary|limit|spend|paid|balance|budget|fare", re.I)),
+    ("time", re.compile(r"\b(days?|weeks?|months?|years?|hours?|minutes?)$", re.I),
+     re.compile(r"days|hours|minutes|weeks|months|years|duration|lead_time", re.I)),
+    ("count", re.compile(r"\b(units?|items?|pieces?|copies|boxes|cases|packs)$", re.I),
+     re.compile(r"units|stock|quantity|qty|reorder|capacity|seats", re.I)),
+)
+
+
+def _measure(text: str, by: int) -> str | None:
+    return next((name for name, *patterns in _MEASURES if patterns[by].search(text)), None)
+
+
+def _measured_right(tree: exp.Expression, said: str) -> bool:
+    """Every literal equal to the number `said` ("50 units", "$8") is compared with a column that
+    measures the same kind of thing, or with a column of no known kind: "under 50 units on hand"
+    is no `unit_price < 50`, "under $8" no `units_in_stock < 8`."""
+    asked = _measure(said.strip(), 0)
+    value = float(re.search(r"\d+(\.\d+)?", said.replace(",", "")).group())
+    for literal in tree.find_all(exp.Literal):
+        if not literal.is_number or float(literal.this) != value:
+            continue
+        comparison = literal.find_ancestor(exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE, exp.Between)
+        column = comparison.find(exp.Column) if comparison is not None else None
+        known = _measure(column.name, 1) if column is not None else None
+        if known is not None and known != asked:
+            return False
+    return True
+
+
 @dataclass(frozen=True)
 class Cue:
     name: str
@@ -108,6 +141,11 @@ CUES: tuple[Cue, ...] = (
                                      + r")[a-z]+s\b|\b\d+ (?!" + _NOT_COUNTED + r")[a-z]+s or (more|fewer|less)\b"
                                      r"|\b\d+ or (more|fewer) (?!" + _NOT_COUNTED + r")[a-z]+s\b", re.I),
         lambda t: _has(t, exp.Having) or _has(t, exp.Count)),
+    # A number's unit against the column a query compares it with: money, a span of time, a count of things.
+    Cue("measure", re.compile(r"(?P<said>\$\s?\d[\d,]*(\.\d+)?|\b\d[\d,]*(\.\d+)? (dollars?|euros?|pounds?|usd|"
+                              r"eur|gbp|bucks|days?|weeks?|months?|years?|hours?|minutes?|units?|items?|pieces?|"
+                              r"copies|boxes|cases|packs))\b", re.I),
+        lambda t, said: _measured_right(t, said), word_group="said"),
     Cue("average", _words("average", "mean", "avg"), lambda t: _has(t, exp.Avg)),
     Cue("sum", _words("sum", "total", "totals", "in total", "altogether", "add up", "adds up", "added up", "sum up"),
         lambda t: _has(t, exp.Sum, exp.Count)),

@@ -172,3 +172,20 @@ def test_among_as_named_the_answer_from_tables_the_question_names_comes_first():
 def test_a_bound_on_a_value_asks_no_count(question):
     assert agreement(question, "SELECT name FROM s WHERE lead_days >= 7") == agreement(
         question, "SELECT name FROM s GROUP BY name HAVING COUNT(*) >= 7")
+
+
+@pytest.mark.parametrize("question, right, wrong", [
+    ("low inventory check: anything below 50 units on hand?",
+     "SELECT sku FROM products WHERE units_in_stock < 50", "SELECT product_name FROM products WHERE unit_price < 50"),
+    ("What can customers buy for under $8?",
+     "SELECT product_name FROM products WHERE unit_price < 8", "SELECT sku FROM products WHERE units_in_stock < 8"),
+    ("suppliers that deliver within 7 days",
+     "SELECT name FROM suppliers WHERE lead_time_days <= 7", "SELECT name FROM suppliers WHERE unit_cost <= 7"),
+])
+def test_a_number_s_unit_must_fit_the_column_it_is_compared_with(question, right, wrong):
+    assert agreement(question, right) > agreement(question, wrong)
+
+
+def test_a_column_of_no_known_kind_fits_any_unit():
+    question = "suppliers that deliver within 7 days"
+    assert agreement(question, "SELECT name FROM s WHERE rating >= 7") == agreement(question, "SELECT name FROM s")
