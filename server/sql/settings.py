@@ -206,10 +206,11 @@ class SqlSettings(BaseModel):
         "Measured figures: training/README.md.",
     )
     template_shapes: int = Field(
-        24, ge=1, le=64, description="With sql.template_first, how many of the nearest pairs' SQL shapes are "
+        48, ge=1, le=64, description="With sql.template_first, how many of the nearest pairs' SQL shapes are "
         "searched for a template that fits, taking turns between the questions as asked and with their values "
-        "masked (server/sql/mentions.py ValueIndex.masked). 24 rather than 12 since the schema's templates "
-        "include HAVING, negation and distinct-value shapes, which take places among the nearest (training/README.md).",
+        "masked (server/sql/mentions.py ValueIndex.masked). 48 rather than 24 since the cues and the names a "
+        "query uses (server/sql/cues.py) choose among more candidates without losing answers; 64 gains nothing "
+        "more and costs latency (training/README.md).",
     )
     schema_templates: bool = Field(
         True, description="Add question/SQL templates synthesized from the live schema (counts, lists, group-bys, "
