@@ -392,10 +392,12 @@ def _fill_period(text: str, year: int | None, old: list[Mention], new: list[Ment
             continue
         start_year, start_month = m.value
         start = _month_index(start_year, start_month or 1)
-        end = start + (1 if start_month else 12)  # the first month after the period (exclusive ends)
+        end = start + (m.months or (1 if start_month else 12))  # the first month after the period (exclusive ends)
         if (at == end) if as_end else (start <= at < end):
             if i >= len(new) or len(new[i].value) == 3:
                 return True, None  # nothing new, or a day where the template asks about a month or year
+            if (m.months == 3) != (new[i].months == 3):
+                return True, None  # a quarter's three months are no month's one, nor a year's twelve
             new_year, new_month = new[i].value
             shifted = at + _month_index(new_year, new_month or start_month or 1) - start
             ny, nm = divmod(shifted, 12)

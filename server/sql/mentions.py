@@ -52,6 +52,10 @@ _MONTH_DAY = re.compile(rf"\b{_MONTH}\s+{_DAY}\b(?![.,:/-]?\d)", re.I)          
 _WEEK_OF = re.compile(r"\bweek\s+(?:of|starting|beginning|commencing)\s+(?:on\s+)?(?:the\s+)?$", re.I)
 _MONTH_YEAR = re.compile(rf"\b{_MONTH},?\s+(\d{{4}})\b", re.I)
 _YEAR = re.compile(r"\b(19\d{2}|20\d{2})\b")
+# A quarter of a year: "Q2 2025", "Q2 of 2025", "2025 Q2", "the second quarter of 2025", "3rd quarter 2024"
+_QUARTER_WORDS = {"first": 1, "1st": 1, "second": 2, "2nd": 2, "third": 3, "3rd": 3, "fourth": 4, "4th": 4}
+_QUARTER = re.compile(r"\bq([1-4])(?:\s+of)?,?\s+(\d{4})\b|\b(\d{4})[\s-]*q([1-4])\b"
+                      r"|\b(first|second|third|fourth|1st|2nd|3rd|4th)\s+quarter(?:\s+of)?,?\s+(\d{4})\b", re.I)
 # "anything called Folders", "products named Desk Pro": a name typed as it is, though not quoted
 _CALLED = re.compile(r"\b(?:called|named|containing|contains|mentioning|mentions|matching)\s+"
                      r"([A-Z][\w&'-]*(?:\s+[A-Z][\w&'-]*)*)")
@@ -163,7 +167,8 @@ class Mention:
     """A value a question mentions. `pos` orders mentions (0..1, relative position in the text)."""
 
     kind: str  # "string", "number", "period"
-    value: object  # str; float; a period: (year, None), (year, month) or a day (year or None, month, day)
+    value: object  # str; float; a period: (year, None), (year, month) or a day (year or None, month, day);
+    #                a quarter is (year, its first month) with months=3
     pos: float
     scale: float = 1.0  # 0.01 for "20%", whose SQL literal may be 0.2
     hits: tuple[tuple[str, str, str], ...] = ()  # value-index entries (value, table, column)
@@ -171,6 +176,7 @@ class Mention:
     context: frozenset[str] = frozenset()  # word stems around a number: "rating no lower than 3"
     weak: bool = False  # a number word that need not be a value: "zero sales", "at least one customer"
     span: tuple[int, int] | None = None  # where in the question a string was found
+    months: int = 0  # a period's length in months where it is neither one month nor a year: 3 for a quarter
 
     def columns(self) -> set[str]:
         return {column for _, _, column in self.hits}
@@ -238,6 +244,12 @@ def mentions(question: str, values: ValueIndex | None = None) -> list[Mention]:
                        and _COUNTED.search(question[:m.start()]))
             if free(m) and not counted:
                 day(m, int(m.group(y)), _MONTHS[m.group(mo).lower()[:3]], int(m.group(d)))
+    for m in _QUARTER.finditer(question):
+        if free(m):
+            year, q = ((m.group(2), m.group(1)) if m.group(1) else (m.group(3), m.group(4)) if m.group(3)
+                       else (m.group(6), _QUARTER_WORDS[m.group(5).lower()]))
+            out.append(Mention("period", (int(year), 3 * int(q) - 2), m.start() / size, months=3))
+            spans.append(m.span())
     for m in _MONTH_YEAR.finditer(question):
         if free(m):
             period(m, (int(m.group(2)), _MONTHS[m.group(1).lower()[:3]]))

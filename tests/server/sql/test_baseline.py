@@ -260,3 +260,19 @@ def test_a_year_like_number_compared_with_an_identifier_is_an_identifier(questio
                                      "SELECT status FROM orders WHERE order_id = 1952")])
     answer = base.answer(question)
     assert (answer.sql, answer.fits) == (sql, fits)
+
+
+@pytest.mark.parametrize("question, sql, fits", [
+    ("What were sales in Q2 2025?", "order_date >= '2025-04-01' AND order_date < '2025-07-01'", True),
+    ("Sales in the first quarter of 2024?", "order_date >= '2024-01-01' AND order_date < '2024-04-01'", True),
+    ("2023-Q3 sales", "order_date >= '2023-07-01' AND order_date < '2023-10-01'", True),
+    # a month or a year is no quarter: the template keeps its dates and does not fit
+    ("Sales in March 2025?", "order_date >= '2025-10-01' AND order_date < '2026-01-01'", False),
+    ("Sales in 2024?", "order_date >= '2025-10-01' AND order_date < '2026-01-01'", False),
+])
+def test_a_quarter_re_fills_a_quarter_s_three_months(question, sql, fits) -> None:
+    base = TemplateBaseline([Example("Total revenue from orders placed in Q4 2025?",
+                                     "SELECT SUM(total) FROM orders WHERE order_date >= '2025-10-01' "
+                                     "AND order_date < '2026-01-01'")])
+    answer = base.answer(question)
+    assert sql in answer.sql and answer.fits is fits

@@ -97,3 +97,13 @@ def test_a_number_word_is_weak_unless_clearly_a_quantity(question, weak) -> None
 ])
 def test_a_name_after_called_or_named_is_taken_as_typed(question, names) -> None:
     assert [m.value for m in mentions(question) if m.kind == "string" and m.quoted] == names
+
+
+@pytest.mark.parametrize("question, value", [
+    ("sales in Q2 2025", (2025, 4)), ("Q1 of 2023 orders", (2023, 1)), ("2024-Q3 revenue", (2024, 7)),
+    ("the fourth quarter of 2024", (2024, 10)), ("3rd quarter 2022 sales", (2022, 7)),
+])
+def test_a_quarter_is_a_period_of_three_months(question, value):
+    found = [m for m in mentions(question) if m.kind == "period"]
+    assert [(m.value, m.months) for m in found] == [(value, 3)]
+    assert not [m for m in mentions(question) if m.kind == "number"]  # its digits are no numbers
