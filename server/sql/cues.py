@@ -64,6 +64,13 @@ def _groups_by(tree: exp.Expression, word: str) -> bool:
     return bool(stems) and any(stems & set(words(c.name)) for c in group.find_all(exp.Column))
 
 
+def _limits_to(tree: exp.Expression, n: int) -> bool:
+    """The outermost query returns at most `n` rows: LIMIT n (or FETCH FIRST n)."""
+    limit = top_select(tree).args.get("limit")
+    value = limit.expression if isinstance(limit, exp.Limit) else limit.args.get("count") if limit is not None else None
+    return isinstance(value, exp.Literal) and value.is_number and float(value.this) == n
+
+
 def _negates(tree: exp.Expression) -> bool:
     """The query keeps the rows something does not hold for: EXCEPT, NOT IN, NOT EXISTS or an
     anti-join (`IS NOT NULL` and `<>` are plain filters)."""
@@ -146,6 +153,11 @@ CUES: tuple[Cue, ...] = (
                               r"eur|gbp|bucks|days?|weeks?|months?|years?|hours?|minutes?|units?|items?|pieces?|"
                               r"copies|boxes|cases|packs))\b", re.I),
         lambda t, said: _measured_right(t, said), word_group="said"),
+    # "Which 10 products ...", "top 5 suppliers", "the 3 cheapest": how many rows to return, a LIMIT,
+    # never a value to compare with ("unit_price > 10").
+    Cue("rows asked", re.compile(r"\b(which|top|first|last|bottom|the|list|show|name|give me|get)\s+(?P<n>\d{1,3})"
+                                 r"\s+(?!" + _NOT_COUNTED + r"|or\b|and\b|to\b|-)[a-z]", re.I),
+        lambda t, n: _limits_to(t, int(n)), word_group="n"),
     Cue("average", _words("average", "mean", "avg"), lambda t: _has(t, exp.Avg)),
     Cue("sum", _words("sum", "total", "totals", "in total", "altogether", "add up", "adds up", "added up", "sum up"),
         lambda t: _has(t, exp.Sum, exp.Count)),
@@ -256,10 +268,11 @@ def named_words(question: str, sql: str, dialect: str = "sqlite") -> int:
 @lru_cache(maxsize=1024)
 def _output_tables(sql: str, dialect: str) -> tuple[frozenset[str], ...]:
     """For each table the outermost SELECT lists columns of, the name stems of the table and of
-    those columns; for a set operation, of each branch's tables alone. Columns inside aggregates count only where it lists none outside them: an
-    aggregate's table is where a measure comes from ("best-selling products by units" sums order
-    items), a listed column is what the answer is about. An alias is resolved to its table, an
-    unqualified column to the one table of its FROM (if only one)."""
+    those columns; for a set operation, of each branch's tables alone (the branches list alike
+    columns: their tables tell them apart). Columns inside aggregates count only where it lists
+    none outside them: an aggregate's table is where a measure comes from ("best-selling products
+    by units" sums order items), a listed column is what the answer is about. An alias is resolved
+    to its table, an unqualified column to the one table of its FROM (if only one)."""
     try:
         tree = sqlglot.parse_one(sql, read=dialect)
     except sqlglot.errors.SqlglotError:
@@ -278,8 +291,10 @@ def _output_tables(sql: str, dialect: str) -> tuple[frozenset[str], ...]:
         listed = [c for c in columns if c.find_ancestor(exp.AggFunc) is None]
         for column in listed or columns:
             name = by_alias.get(column.table.lower()) if column.table else (tables[0].name if len(tables) == 1 else None)
-            if name is not None:  # the branches of a set operation list alike columns: their tables tell them apart
-                out.setdefault(name, set(words(name))).update(() if isinstance(tree, exp.SetOperation) else words(column.name))
+            if name is not None:
+                stems = out.setdefault(name, set(words(name)))
+                if not isinstance(tree, exp.SetOperation):
+                    stems.update(words(column.name))
     return tuple(frozenset(stems) for stems in out.values())
 
 

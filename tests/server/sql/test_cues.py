@@ -189,3 +189,19 @@ def test_a_number_s_unit_must_fit_the_column_it_is_compared_with(question, right
 def test_a_column_of_no_known_kind_fits_any_unit():
     question = "suppliers that deliver within 7 days"
     assert agreement(question, "SELECT name FROM s WHERE rating >= 7") == agreement(question, "SELECT name FROM s")
+
+
+@pytest.mark.parametrize("question", ["Which 10 products in Office Furniture cost the most?",
+                                      "Which 5 well-rated (>= 4) suppliers take longest to deliver?",
+                                      "top 5 desk accessories by unit margin"])
+def test_a_number_of_rows_asked_is_a_limit_not_a_value(question):
+    n = [w for w in question.replace("(", " ").split() if w.isdigit()][0]
+    limited = f"SELECT name FROM p ORDER BY price DESC LIMIT {n}"
+    compared = f"SELECT name FROM p WHERE price > {n} ORDER BY price DESC"
+    assert agreement(question, limited) > agreement(question, compared)
+
+
+@pytest.mark.parametrize("question", ["orders with 5 or more items", "suppliers with a lead time of 30 days",
+                                      "the 2023 orders", "products with at least 20 units in stock"])
+def test_a_bound_or_a_value_asks_no_number_of_rows(question):
+    assert agreement(question, "SELECT name FROM p LIMIT 5") == agreement(question, "SELECT name FROM p")
