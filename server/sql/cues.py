@@ -71,6 +71,15 @@ def _limits_to(tree: exp.Expression, n: int) -> bool:
     return isinstance(value, exp.Literal) and value.is_number and float(value.this) == n
 
 
+def _compares_with_average(tree: exp.Expression) -> bool:
+    """A comparison (in WHERE or HAVING) with an average worked out by a query of its own: a
+    subquery, or a CTE the comparison reads."""
+    for comparison in tree.find_all(exp.GT, exp.GTE, exp.LT, exp.LTE):
+        if any(q.find(exp.Avg) for q in comparison.find_all(exp.Subquery, exp.Select)):
+            return True
+    return any(cte.find(exp.Avg) for cte in tree.find_all(exp.CTE)) and _has(tree, exp.GT, exp.GTE, exp.LT, exp.LTE)
+
+
 def _negates(tree: exp.Expression) -> bool:
     """The query keeps the rows something does not hold for: EXCEPT, NOT IN, NOT EXISTS or an
     anti-join (`IS NOT NULL` and `<>` are plain filters)."""
@@ -159,6 +168,12 @@ CUES: tuple[Cue, ...] = (
                                  r"\s+(?!" + _NOT_COUNTED + r"|or\b|and\b|to\b|-)[a-z]", re.I),
         lambda t, n: _limits_to(t, int(n)), word_group="n"),
     Cue("average", _words("average", "mean", "avg"), lambda t: _has(t, exp.Avg)),
+    # "products more expensive than the category's mean price", "above average": rows compared with
+    # an average, a filter on a subquery's AVG, not the average itself.
+    Cue("beyond the average", re.compile(r"\b(more|less|higher|lower|greater|above|below|over|under|exceeds?|"
+                                         r"exceeding|beats?|cheaper|pricier)\b(\W+\w+){0,6}?\W+(average|mean|avg)\b",
+                                         re.I),
+        lambda t: _compares_with_average(t)),
     Cue("sum", _words("sum", "total", "totals", "in total", "altogether", "add up", "adds up", "added up", "sum up"),
         lambda t: _has(t, exp.Sum, exp.Count)),
     # "at least 8 products" and "at most 3" are bounds (HAVING, WHERE), not superlatives.

@@ -205,3 +205,15 @@ def test_a_number_of_rows_asked_is_a_limit_not_a_value(question):
                                       "the 2023 orders", "products with at least 20 units in stock"])
 def test_a_bound_or_a_value_asks_no_number_of_rows(question):
     assert agreement(question, "SELECT name FROM p LIMIT 5") == agreement(question, "SELECT name FROM p")
+
+
+@pytest.mark.parametrize("question", ["What Paper & Notebooks products are more expensive than that category's mean price?",
+                                      "states with a population above average",
+                                      "customers whose spend is over 3x the regional average"])
+def test_more_than_the_average_is_a_comparison_with_an_average(question):
+    nested = "SELECT name FROM p WHERE price > (SELECT AVG(price) FROM p)"
+    cte = "WITH s AS (SELECT AVG(price) AS a FROM p) SELECT name FROM p, s WHERE price > 3 * s.a"
+    average = "SELECT AVG(price), COUNT(*) FROM p"
+    assert agreement(question, nested) > agreement(question, average)
+    assert agreement(question, cte) > agreement(question, average)
+    assert agreement("what is the average price", average) >= agreement("what is the average price", nested)
