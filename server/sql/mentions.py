@@ -56,8 +56,10 @@ _YEAR = re.compile(r"\b(19\d{2}|20\d{2})\b")
 _QUARTER_WORDS = {"first": 1, "1st": 1, "second": 2, "2nd": 2, "third": 3, "3rd": 3, "fourth": 4, "4th": 4}
 _QUARTER = re.compile(r"\bq([1-4])(?:\s+of)?,?\s+(\d{4})\b|\b(\d{4})[\s-]*q([1-4])\b"
                       r"|\b(first|second|third|fourth|1st|2nd|3rd|4th)\s+quarter(?:\s+of)?,?\s+(\d{4})\b", re.I)
-# "anything called Folders", "products named Desk Pro": a name typed as it is, though not quoted
-_CALLED = re.compile(r"\b(?:called|named|containing|contains|mentioning|mentions|matching)\s+"
+# "anything called Folders", "products named Desk Pro", "search the catalogue for Tape": a name typed
+# as it is, though not quoted
+_CALLED = re.compile(r"\b(?:called|named|containing|contains|mentioning|mentions|matching|"
+                     r"[Ss]earch(?:es|ing)?\s+(?:\w+\s+){0,3}?for|[Ll]ook(?:s|ing)?\s+for)\s+"
                      r"([A-Z][\w&'-]*(?:\s+[A-Z][\w&'-]*)*)")
 _QUOTED = re.compile(r"\"([^\"]{1,80})\"|(?<![A-Za-z])'([^']{1,80})'(?![A-Za-z])")
 

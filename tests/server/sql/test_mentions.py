@@ -107,3 +107,9 @@ def test_a_quarter_is_a_period_of_three_months(question, value):
     found = [m for m in mentions(question) if m.kind == "period"]
     assert [(m.value, m.months) for m in found] == [(value, 3)]
     assert not [m for m in mentions(question) if m.kind == "number"]  # its digits are no numbers
+
+
+@pytest.mark.parametrize("question, name", [("Search the catalogue for Tape: SKU, name and price.", "Tape"),
+                                           ("search for Folders", "Folders"), ("Looking for Desk Pro chairs", "Desk Pro")])
+def test_a_name_searched_for_is_a_string_mention(question, name):
+    assert [(m.kind, m.value, m.quoted) for m in mentions(question)] == [("string", name, True)]
