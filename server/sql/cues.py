@@ -80,6 +80,13 @@ def _compares_with_average(tree: exp.Expression) -> bool:
     return any(cte.find(exp.Avg) for cte in tree.find_all(exp.CTE)) and _has(tree, exp.GT, exp.GTE, exp.LT, exp.LTE)
 
 
+def _aggregates_only(tree: exp.Expression) -> bool:
+    """The outermost SELECT returns aggregates (and constants) only: one row of figures, no list."""
+    select = top_select(tree)
+    return isinstance(select, exp.Select) and all(
+        e.find(exp.AggFunc) is not None or not e.find(exp.Column) for e in select.expressions)
+
+
 def _negates(tree: exp.Expression) -> bool:
     """The query keeps the rows something does not hold for: EXCEPT, NOT IN, NOT EXISTS or an
     anti-join (`IS NOT NULL` and `<>` are plain filters)."""
@@ -145,6 +152,8 @@ _NOT_BOUND = r"(?<!\bat )(?<!\bat the )(?<!\bat the very )"
 
 _NOT_COUNTED = (r"(days|weeks|months|years|hours|minutes|seconds|dollars|euros|pounds|cents|percent|units|items|"
                 r"pieces|copies|boxes|cases|packs|times|stars|points|kg|km|miles)\b")
+_BEYOND_AVERAGE = (r"\b(more|less|higher|lower|greater|above|below|over|under|exceeds?|exceeding|beats?|cheaper|"
+                   r"pricier)\b(\W+\w+){0,6}?\W+(average|mean|avg)\b")
 CUES: tuple[Cue, ...] = (
     Cue("count", _words("how many" + _NOT_UNITS, "number of" + _NOT_UNITS, "count", "counts", "how often",
                         "how frequently", "frequency"),
@@ -170,9 +179,7 @@ CUES: tuple[Cue, ...] = (
     Cue("average", _words("average", "mean", "avg"), lambda t: _has(t, exp.Avg)),
     # "products more expensive than the category's mean price", "above average": rows compared with
     # an average, a filter on a subquery's AVG, not the average itself.
-    Cue("beyond the average", re.compile(r"\b(more|less|higher|lower|greater|above|below|over|under|exceeds?|"
-                                         r"exceeding|beats?|cheaper|pricier)\b(\W+\w+){0,6}?\W+(average|mean|avg)\b",
-                                         re.I),
+    Cue("beyond the average", re.compile(_BEYOND_AVERAGE, re.I),
         lambda t: _compares_with_average(t)),
     Cue("sum", _words("sum", "total", "totals", "in total", "altogether", "add up", "adds up", "added up", "sum up"),
         lambda t: _has(t, exp.Sum, exp.Count)),
@@ -186,9 +193,12 @@ CUES: tuple[Cue, ...] = (
         lambda t: top_select(t).args.get("group") is not None),
     Cue("distinct", _words("different", "distinct", "unique"),
         lambda t: bool(top_select(t).args.get("distinct")) or top_select(t).args.get("group") is not None or _has(t, exp.Distinct)),
+    # "how many ...", "the average price of ...": one row of figures, unless the average is what rows
+    # are compared with ("products above the average price").
     Cue("one number", re.compile(r"^(?!.*\b(each|per|every|by|breakdown|broken down|most|least|fewest|highest|lowest|"
-                                 r"top|which|what are)\b).*\b(how many|number of|average|total|sum)\b", re.I),
-        lambda t: top_select(t).args.get("group") is None),
+                                 r"top|which|what are)\b)(?!.*" + _BEYOND_AVERAGE + r").*\b(how many|number of|"
+                                 r"average|total|sum)\b", re.I),
+        lambda t: top_select(t).args.get("group") is None and _aggregates_only(t)),
     Cue("listing", re.compile(r"^(?!.*\b(how many|number of|count|average|mean|total|sum|most|least|fewest|"
                               r"highest|lowest|by|revenue|sales|spend|spent|amount|value|how often|"
                               r"how frequently|frequency)\b)"

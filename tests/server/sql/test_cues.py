@@ -217,3 +217,15 @@ def test_more_than_the_average_is_a_comparison_with_an_average(question):
     assert agreement(question, nested) > agreement(question, average)
     assert agreement(question, cte) > agreement(question, average)
     assert agreement("what is the average price", average) >= agreement("what is the average price", nested)
+
+
+def test_one_number_is_a_row_of_figures_not_a_list():
+    question = "On average, how expensive is an item in Filing & Storage?"
+    figures = "SELECT ROUND(AVG(p.unit_price), 2), COUNT(*) FROM products AS p WHERE p.category_id = 3"
+    listing = ("SELECT p.product_name, p.unit_price FROM products AS p WHERE p.category_id = 3 "
+               "AND p.unit_price > (SELECT AVG(unit_price) FROM products)")
+    assert agreement(question, figures) > agreement(question, listing)
+    # rows compared with the average ask for rows, not one number
+    question = "products priced above the average"
+    assert agreement(question, "SELECT name FROM p WHERE price > (SELECT AVG(price) FROM p)") > agreement(
+        question, "SELECT AVG(price) FROM p")
