@@ -287,7 +287,19 @@ def named_words(question: str, sql: str, dialect: str = "sqlite") -> int:
     """How many of the question's words (stems, stop words aside) name a table, column or output
     alias the query uses: "the contact person and their email" names contact_name and
     contact_email, which a neighbour about payments does not."""
-    return len(set(words(question)) & _names(sql, dialect))
+    asked = set(words(question))
+    asked |= {_PRICE_WORDS[w] for w in _plain_words(question) if w in _PRICE_WORDS}
+    return len(asked & _names(sql, dialect))
+
+
+# Words of price that name no column themselves: "the priciest items" asks about a price column.
+_PRICE_WORDS = {w: words("price")[0] for w in ("priciest", "pricey", "pricier", "expensive", "cheapest", "cheap",
+                                                 "cheaper", "costly", "costliest")}
+
+
+def _plain_words(text: str) -> list[str]:
+    """The question's words as typed, lower case, before stemming."""
+    return re.findall(r"[a-z]+", text.lower())
 
 
 @lru_cache(maxsize=1024)

@@ -229,3 +229,12 @@ def test_one_number_is_a_row_of_figures_not_a_list():
     question = "products priced above the average"
     assert agreement(question, "SELECT name FROM p WHERE price > (SELECT AVG(price) FROM p)") > agreement(
         question, "SELECT AVG(price) FROM p")
+
+
+def test_a_word_of_price_names_a_price_column():
+    question = "top 10 priciest items in Office Furniture"
+    priced = C("SELECT p.product_name, p.unit_price FROM products AS p ORDER BY p.unit_price DESC LIMIT 10")
+    stocked = C("SELECT p.product_name, p.units_in_stock FROM products AS p ORDER BY p.units_in_stock DESC LIMIT 10")
+    assert (named_words(question, priced.sql), named_words(question, stocked.sql)) == (1, 0)  # "priciest": unit_price
+    assert most_named([stocked, priced], question) == [priced, stocked]
+    assert named_words("top 10 items in Office Furniture", priced.sql) == 0
