@@ -19,6 +19,8 @@ from functools import lru_cache
 import sqlglot
 from sqlglot import exp
 
+from server.sql.grounding import compared_literals
+from server.sql.mentions import norm
 from server.sql.retrieval import words
 
 
@@ -116,15 +118,8 @@ def _measured_right(tree: exp.Expression, said: str) -> bool:
     is no `unit_price < 50`, "under $8" no `units_in_stock < 8`."""
     asked = _measure(said.strip(), 0)
     value = float(re.search(r"\d+(\.\d+)?", said.replace(",", "")).group())
-    for literal in tree.find_all(exp.Literal):
-        if not literal.is_number or float(literal.this) != value:
-            continue
-        comparison = literal.find_ancestor(exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE, exp.Between)
-        column = comparison.find(exp.Column) if comparison is not None else None
-        known = _measure(column.name, 1) if column is not None else None
-        if known is not None and known != asked:
-            return False
-    return True
+    return not any(literal.is_number and float(literal.this) == value and _measure(column, 1) not in (None, asked)
+                   for literal, column in compared_literals(tree))
 
 
 @dataclass(frozen=True)
@@ -288,18 +283,13 @@ def named_words(question: str, sql: str, dialect: str = "sqlite") -> int:
     alias the query uses: "the contact person and their email" names contact_name and
     contact_email, which a neighbour about payments does not."""
     asked = set(words(question))
-    asked |= {_PRICE_WORDS[w] for w in _plain_words(question) if w in _PRICE_WORDS}
+    asked |= {_PRICE_WORDS[w] for w in norm(question).split() if w in _PRICE_WORDS}
     return len(asked & _names(sql, dialect))
 
 
 # Words of price that name no column themselves: "the priciest items" asks about a price column.
 _PRICE_WORDS = {w: words("price")[0] for w in ("priciest", "pricey", "pricier", "expensive", "cheapest", "cheap",
                                                  "cheaper", "costly", "costliest")}
-
-
-def _plain_words(text: str) -> list[str]:
-    """The question's words as typed, lower case, before stemming."""
-    return re.findall(r"[a-z]+", text.lower())
 
 
 @lru_cache(maxsize=1024)
